@@ -1,0 +1,116 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
+    Config::from_toml(text, "test.toml", Path::new("/etc/sluice"))
+}
+
+#[test]
+fn empty_config_is_the_embedded_default() {
+    let c = parse("").unwrap();
+    assert_eq!(
+        c.proxy.listen,
+        vec!["127.0.0.1:3128".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        c.admin.listen,
+        "127.0.0.1:9128".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.proxy.connect_ports, vec![443]);
+    assert_eq!(c.proxy.non_tls, NonTls::Block);
+    assert_eq!(c.upstream.allow_private, AllowPrivate::None);
+    assert_eq!(c.upstream.hosts_file, Some(PathBuf::from("/etc/hosts")));
+    assert_eq!(c.pinning.threshold, 3);
+    assert_eq!(c.pinning.quiet_window, Duration::from_secs(2));
+    assert_eq!(c.access_log, LogTarget::Stdout);
+    assert!(c.policies.is_empty());
+}
+
+#[test]
+fn unknown_key_is_rejected_with_path_and_line() {
+    let err = parse("[proxy]\nlisten = [\"127.0.0.1:1\"]\nbogus = 1\n").unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0].line, Some(3));
+    assert!(err[0].message.contains("bogus"), "{:?}", err[0]);
+    for table in [
+        "ca", "admin", "log", "upstream", "auth", "catalog", "pinning", "inspect",
+    ] {
+        let err = parse(&format!("[{table}]\nnope = 1\n")).unwrap_err();
+        assert!(err[0].message.contains("nope"), "{table}: {:?}", err[0]);
+    }
+    let err = parse("[[policy]]\nname = \"default\"\nbypass = { domainz = [] }\n").unwrap_err();
+    assert!(err[0].key.contains("policy"), "{:?}", err[0]);
+}
+
+#[test]
+fn every_semantic_error_is_reported() {
+    let text = "[proxy]\nlisten = [\"nope\"]\nnon_tls = \"maybe\"\n[pinning]\nwindow = \"ten\"\n\
+                [[policy]]\nname = \"default\"\nbypass = { domains = [\"*.com\", \"ok.example\"] }\n";
+    let err = parse(text).unwrap_err();
+    let keys: Vec<_> = err.iter().map(|e| (e.key.as_str(), e.line)).collect();
+    assert!(keys.contains(&("proxy.listen[0]", Some(2))), "{err:?}");
+    assert!(keys.contains(&("proxy.non_tls", Some(3))), "{err:?}");
+    assert!(keys.contains(&("pinning.window", Some(5))), "{err:?}");
+    assert!(
+        keys.contains(&("policy[0].bypass.domains[0]", Some(8))),
+        "{err:?}"
+    );
+    assert_eq!(err.len(), 4, "{err:?}");
+}
+
+#[test]
+fn policies_keep_provenance_and_accountability() {
+    let text = r#"
+[[policy]]
+name = "default"
+match = { networks = ["10.0.0.0/8", "::/0"], users = ["alice"] }
+bypass = { domains = ["*.bank.example", { value = "pay.example", owner = "it", note = "vendor pins", expires = "2030-01-31" }], apps = ["Dropbox"] }
+block = { domains = ["bad.example"], categories = ["Gambling"] }
+"#;
+    let c = parse(text).unwrap();
+    let p = &c.policies[0];
+    assert_eq!(p.origin.line, 2);
+    assert_eq!(p.networks.len(), 2);
+    assert_eq!(p.bypass.domains.len(), 2);
+    assert_eq!(p.bypass.domains[0].origin.line, 5);
+    assert_eq!(p.bypass.domains[1].owner.as_deref(), Some("it"));
+    assert_eq!(p.bypass.domains[1].expires, parse_expiry("2030-01-31"));
+    assert_eq!(p.bypass.apps[0].value, "dropbox");
+    assert_eq!(p.block.categories[0].value, "gambling");
+}
+
+#[test]
+fn allow_private_accepts_bool_and_cidrs() {
+    assert_eq!(
+        parse("[upstream]\nallow_private = true\n")
+            .unwrap()
+            .upstream
+            .allow_private,
+        AllowPrivate::All
+    );
+    let c = parse("[upstream]\nallow_private = [\"127.0.1.0/24\"]\n").unwrap();
+    assert!(matches!(c.upstream.allow_private, AllowPrivate::Nets(ref n) if n.len() == 1));
+    assert!(parse("[upstream]\nallow_private = [\"nope\"]\n").is_err());
+}
+
+#[test]
+fn block_only_keys_are_refused_under_bypass() {
+    let err = parse("[[policy]]\nname = \"default\"\nbypass = { urls = [\"a.example/x\"] }\n")
+        .unwrap_err();
+    assert_eq!(err[0].key, "policy[0].bypass.urls");
+}
+
+#[test]
+fn duplicate_policy_names_are_errors() {
+    let err = parse("[[policy]]\nname = \"a\"\n[[policy]]\nname = \"a\"\n").unwrap_err();
+    assert_eq!(err[0].line, Some(4));
+}
+
+#[test]
+fn sizes_and_dates() {
+    assert_eq!(parse_size("64KiB"), Some(65536));
+    assert_eq!(parse_size("16MiB"), Some(16 << 20));
+    assert_eq!(parse_size("12 parsecs"), None);
+    assert_eq!(parse_expiry("1970-01-01"), Some(86_399));
+    assert_eq!(parse_expiry("2024-03-01"), Some(1_709_337_599));
+    assert_eq!(parse_expiry("2024-13-01"), None);
+}

@@ -1,0 +1,220 @@
+//! The proxy port: HTTP/1.1 with hyper, keep-alive, a 64 KiB head limit (hyper answers 431
+//! beyond it and 400 to malformed heads), a head-read deadline, and the two request shapes of
+//! an explicit proxy: `CONNECT host:port` (→ [`crate::tunnel`]) and absolute-form requests
+//! (→ [`crate::forward`]).
+//!
+//! Every refusal carries `Connection: close`: after rejecting a CONNECT the gateway must not
+//! parse whatever the client sent optimistically behind it (RFC 9931; security matrix PP-02).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sluice_policy::engine::{Action, Query};
+use sluice_policy::name::Host;
+use tokio::net::TcpStream;
+
+use crate::count::{Counted, Counters};
+use crate::log::{timestamp, AccessRecord};
+use crate::respond;
+use crate::ConnCtx;
+
+/// Response body of the proxy port: a relayed body, or one the gateway wrote.
+pub type Body = Either<Incoming, Either<Full<Bytes>, Empty<Bytes>>>;
+
+/// The client stream type on the proxy port.
+pub type ClientIo = Counted<TcpStream>;
+
+/// Serves one client connection on the proxy port.
+pub async fn serve_client(stream: TcpStream, cx: Arc<ConnCtx>) {
+    let counters = Arc::new(Counters::default());
+    let io = TokioIo::new(Counted::new(stream, counters.clone()));
+    let timeouts = &cx.snap.config.proxy.timeouts;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    let svc_cx = cx.clone();
+    let svc_counters = counters.clone();
+    let service = service_fn(move |req| handle(req, svc_cx.clone(), svc_counters.clone()));
+    if let Err(e) = builder.serve_connection(io, service).with_upgrades().await {
+        log_parse_error(&cx, &counters, &e);
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    cx: Arc<ConnCtx>,
+    counters: Arc<Counters>,
+) -> Result<Response<Body>, Infallible> {
+    if req.method() == Method::CONNECT {
+        Ok(connect(req, cx, counters).await)
+    } else {
+        Ok(crate::forward::forward(req, cx).await)
+    }
+}
+
+/// Authority of a CONNECT request, validated (RFC 9110 §9.3.6: host and a non-zero port).
+fn connect_target(req: &Request<Incoming>) -> Result<(Host, u16), &'static str> {
+    let uri = req.uri();
+    if uri.scheme().is_some()
+        || uri
+            .path_and_query()
+            .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return Err("CONNECT target must be host:port");
+    }
+    let auth = uri.authority().ok_or("CONNECT target must be host:port")?;
+    if auth.as_str().contains('@') {
+        return Err("CONNECT target must not carry userinfo");
+    }
+    let port = auth.port_u16().ok_or("CONNECT target needs a port")?;
+    if port == 0 {
+        return Err("port 0 is not a valid destination");
+    }
+    let host =
+        Host::parse(auth.host()).map_err(|_| "CONNECT host is not a valid name or address")?;
+    Ok((host, port))
+}
+
+async fn connect(
+    req: Request<Incoming>,
+    cx: Arc<ConnCtx>,
+    counters: Arc<Counters>,
+) -> Response<Body> {
+    let started = SystemTime::now();
+    let mut rec = AccessRecord {
+        ts: timestamp(started),
+        conn_id: cx.id,
+        client: cx.client.ip().to_string(),
+        kind: "connect",
+        method: Some("CONNECT".into()),
+        url: Some(req.uri().to_string()),
+        ..Default::default()
+    };
+    let (host, port) = match connect_target(&req) {
+        Ok(t) => t,
+        Err(why) => return refuse(&cx, rec, 400, "bad_connect", why),
+    };
+    rec.host = Some(host.to_string());
+    rec.port = Some(port);
+    if !cx.snap.config.proxy.connect_ports.contains(&port) {
+        let detail = format!("CONNECT to port {port} is not allowed (proxy.connect_ports)");
+        return refuse(&cx, rec, 403, "port_not_allowed", &detail);
+    }
+    let q = Query {
+        client: cx.client.ip(),
+        user: None,
+        host: Some(&host),
+        sni: None,
+        ja4: None,
+        now: unix_now(),
+        explain: false,
+    };
+    let exceptions = cx.rt.exceptions.load();
+    let decision = cx.snap.engine.decide(&q, &exceptions);
+    if decision.action == Action::Block {
+        rec.policy = Some(decision.policy.to_string());
+        rec.app = decision.app.clone();
+        rec.category = decision.category.clone();
+        rec.rule = decision.rule.map(|r| cx.snap.engine.describe(r));
+        let detail = format!("{host} is blocked by policy `{}`", decision.policy);
+        return refuse(&cx, rec, 403, decision.reason, &detail);
+    }
+    let (upstream, addr) = match cx.snap.dialer.dial(&host, port).await {
+        Ok(u) => u,
+        Err(e) => {
+            let status = e.status();
+            return refuse(&cx, rec, status, e.code(), &e.to_string());
+        }
+    };
+    let target = crate::tunnel::Target {
+        host,
+        port,
+        addr,
+        started,
+        rec,
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<ClientIo>>() {
+                Ok(parts) => {
+                    let client = parts.io.into_inner();
+                    crate::tunnel::run(client, parts.read_buf, upstream, target, cx, counters)
+                        .await;
+                }
+                Err(_) => tracing::error!("CONNECT upgrade had an unexpected I/O type"),
+            },
+            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    Response::new(Either::Right(Either::Right(Empty::new())))
+}
+
+/// A refusal page on the proxy connection, logged, and the connection closed after it.
+pub(crate) fn refuse(
+    cx: &ConnCtx,
+    mut rec: AccessRecord,
+    status: u16,
+    reason: &str,
+    detail: &str,
+) -> Response<Body> {
+    rec.status = Some(status);
+    rec.decision = Some("block");
+    rec.reason = Some(reason.to_string());
+    rec.error = (status >= 500 || status == 400).then(|| detail.to_string());
+    rec.duration_ms = cx.started.elapsed().as_millis() as u64;
+    cx.rt.log.emit(rec);
+    let resp = respond::page(status, reason, respond::title(status), detail, cx.id);
+    let (mut parts, body) = resp.into_parts();
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if status == 407 {
+        parts.status = StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+    }
+    Response::from_parts(parts, Either::Right(Either::Left(body)))
+}
+
+fn log_parse_error(cx: &ConnCtx, counters: &Counters, e: &hyper::Error) {
+    if !e.is_parse() && !e.is_parse_too_large() && !e.is_timeout() {
+        return;
+    }
+    let (status, reason) = if e.is_parse_too_large() {
+        (431, "request_head_too_large")
+    } else if e.is_timeout() {
+        (408, "request_head_timeout")
+    } else {
+        (400, "bad_request")
+    };
+    let (up, down) = counters.get();
+    cx.rt.log.emit(AccessRecord {
+        ts: timestamp(SystemTime::now()),
+        conn_id: cx.id,
+        client: cx.client.ip().to_string(),
+        kind: "request",
+        status: Some(status),
+        decision: Some("block"),
+        reason: Some(reason.into()),
+        error: Some(e.to_string()),
+        bytes_up: up,
+        bytes_down: down,
+        duration_ms: cx.started.elapsed().as_millis() as u64,
+        ..Default::default()
+    });
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

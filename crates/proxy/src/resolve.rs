@@ -1,0 +1,342 @@
+//! Name resolution and destination control.
+//!
+//! Names resolve from `upstream.hosts_file` first (Squid's `hosts_file`; tests map their names
+//! to loopback this way), then DNS. Every resolved address is checked before it is dialled —
+//! and the gateway dials exactly the address it checked, so DNS rebinding cannot swap in a
+//! private address between check and connect (security matrix PE-17, AD-02). The gateway's own
+//! listeners are refused whatever `allow_private` says.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use sluice_policy::config::AllowPrivate;
+use sluice_policy::name::Host;
+use tokio::net::TcpStream;
+
+/// Why a destination could not be reached or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// DNS gave no usable answer.
+    #[error("DNS lookup for {host} failed: {message}")]
+    Dns {
+        /// The name.
+        host: String,
+        /// What DNS said.
+        message: String,
+    },
+    /// DNS did not answer in time.
+    #[error("DNS lookup for {0} timed out")]
+    DnsTimeout(String),
+    /// The address is loopback/private/link-local/own listener and not allowed.
+    #[error("destination {addr} is a {class} address, which this gateway does not connect to")]
+    Refused {
+        /// The refused address.
+        addr: IpAddr,
+        /// Its class.
+        class: &'static str,
+    },
+    /// Connecting failed.
+    #[error("connecting to {addr} failed: {source}")]
+    Connect {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Connecting took too long.
+    #[error("connecting to {0} timed out")]
+    ConnectTimeout(SocketAddr),
+}
+
+impl DialError {
+    /// Stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Dns { .. } => "dns_failed",
+            Self::DnsTimeout(_) => "dns_timeout",
+            Self::Refused { .. } => "destination_refused",
+            Self::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                "upstream_refused"
+            }
+            Self::Connect { .. } => "upstream_unreachable",
+            Self::ConnectTimeout(_) => "upstream_connect_timeout",
+        }
+    }
+
+    /// The HTTP status a client gets for it.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Refused { .. } => 403,
+            Self::DnsTimeout(_) | Self::ConnectTimeout(_) => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// Resolves and dials upstream destinations.
+#[derive(Debug)]
+pub struct Dialer {
+    hosts: HashMap<String, Vec<IpAddr>>,
+    allow: AllowPrivate,
+    own: Vec<SocketAddr>,
+    connect_timeout: Duration,
+}
+
+impl Dialer {
+    /// A dialer with a parsed hosts file, the private-destination policy and the gateway's own
+    /// listener addresses.
+    pub fn new(
+        hosts: HashMap<String, Vec<IpAddr>>,
+        allow: AllowPrivate,
+        own: Vec<SocketAddr>,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            hosts,
+            allow,
+            own,
+            connect_timeout,
+        }
+    }
+
+    /// Resolves `host` and connects to the first allowed address that answers.
+    pub async fn dial(&self, host: &Host, port: u16) -> Result<(TcpStream, SocketAddr), DialError> {
+        let addrs = self.resolve(host, port).await?;
+        let mut last = None;
+        for addr in addrs {
+            if let Err(e) = self.check(addr) {
+                last = Some(e);
+                continue;
+            }
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok((stream, addr));
+                }
+                Ok(Err(source)) => last = Some(DialError::Connect { addr, source }),
+                Err(_) => last = Some(DialError::ConnectTimeout(addr)),
+            }
+        }
+        Err(last.unwrap_or_else(|| DialError::Dns {
+            host: host.to_string(),
+            message: "no addresses".into(),
+        }))
+    }
+
+    /// Resolves a host to socket addresses (hosts file first, then DNS).
+    pub async fn resolve(&self, host: &Host, port: u16) -> Result<Vec<SocketAddr>, DialError> {
+        let name = match host {
+            Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
+            Host::Domain(d) => d.as_str(),
+        };
+        if let Some(ips) = self.hosts.get(name) {
+            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+        }
+        let lookup = tokio::net::lookup_host((name, port));
+        match tokio::time::timeout(self.connect_timeout, lookup).await {
+            Ok(Ok(addrs)) => {
+                let addrs: Vec<_> = addrs.collect();
+                if addrs.is_empty() {
+                    Err(DialError::Dns {
+                        host: name.into(),
+                        message: "no addresses".into(),
+                    })
+                } else {
+                    Ok(addrs)
+                }
+            }
+            Ok(Err(e)) => Err(DialError::Dns {
+                host: name.into(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(DialError::DnsTimeout(name.into())),
+        }
+    }
+
+    /// Refuses the gateway's own listeners always, and special-purpose ranges unless allowed.
+    pub fn check(&self, addr: SocketAddr) -> Result<(), DialError> {
+        let ip = canonical(addr.ip());
+        let own = self.own.iter().any(|l| {
+            l.port() == addr.port()
+                && (l.ip().is_unspecified() || canonical(l.ip()) == ip || ip.is_loopback())
+        });
+        if own {
+            return Err(DialError::Refused {
+                addr: ip,
+                class: "gateway's own listener",
+            });
+        }
+        let Some(class) = classify(ip) else {
+            return Ok(());
+        };
+        let allowed = match &self.allow {
+            AllowPrivate::None => false,
+            AllowPrivate::All => true,
+            AllowPrivate::Nets(nets) => nets.iter().any(|n| n.contains(&ip)),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(DialError::Refused { addr: ip, class })
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The special-purpose class of an address, or None for an ordinary public address.
+pub fn classify(ip: IpAddr) -> Option<&'static str> {
+    match canonical(ip) {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let o = ip.octets();
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_unspecified() || o[0] == 0 {
+        Some("unspecified")
+    } else if ip.is_private() {
+        Some("private")
+    } else if ip.is_link_local() {
+        Some("link-local (cloud metadata)")
+    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+        Some("shared address space (RFC 6598)")
+    } else if ip.is_broadcast() || ip.is_multicast() || o[0] >= 240 {
+        Some("reserved")
+    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+        Some("IETF protocol assignment")
+    } else {
+        None
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let seg = ip.segments();
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_unspecified() {
+        Some("unspecified")
+    } else if (seg[0] & 0xfe00) == 0xfc00 {
+        Some("private (unique local)")
+    } else if (seg[0] & 0xffc0) == 0xfe80 {
+        Some("link-local")
+    } else if ip.is_multicast() {
+        Some("reserved")
+    } else if seg[0] == 0x64 && seg[1] == 0xff9b {
+        // NAT64 can embed any IPv4 address, private ones included.
+        classify_v4(Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        ))
+    } else {
+        None
+    }
+}
+
+/// Parses a hosts file (`/etc/hosts` format). Names are lowercased; unparsable lines skipped.
+pub fn parse_hosts(text: &str) -> HashMap<String, Vec<IpAddr>> {
+    let mut map: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let Some(Ok(ip)) = fields.next().map(str::parse::<IpAddr>) else {
+            continue;
+        };
+        for name in fields {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let entry = map.entry(name).or_default();
+            if !entry.contains(&ip) {
+                entry.push(ip);
+            }
+        }
+    }
+    map
+}
+
+/// Reads a hosts file; a missing file is an empty map (the default `/etc/hosts` may not exist).
+pub fn load_hosts(path: Option<&Path>) -> std::io::Result<HashMap<String, Vec<IpAddr>>> {
+    match path {
+        None => Ok(HashMap::new()),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(text) => Ok(parse_hosts(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_special_ranges() {
+        for (ip, class) in [
+            ("127.0.0.1", Some("loopback")),
+            ("10.1.2.3", Some("private")),
+            ("169.254.169.254", Some("link-local (cloud metadata)")),
+            ("100.100.100.200", Some("shared address space (RFC 6598)")),
+            ("0.0.0.0", Some("unspecified")),
+            ("::1", Some("loopback")),
+            ("::ffff:127.0.0.1", Some("loopback")),
+            ("fd00::1", Some("private (unique local)")),
+            ("fe80::1", Some("link-local")),
+            ("64:ff9b::a00:1", Some("private")),
+            ("93.184.216.34", None),
+            ("2606:4700::1111", None),
+        ] {
+            assert_eq!(classify(ip.parse().unwrap()), class, "{ip}");
+        }
+    }
+
+    #[test]
+    fn own_listener_refused_even_when_private_allowed() {
+        let own = vec!["127.0.0.1:3128".parse().unwrap()];
+        let d = Dialer::new(
+            HashMap::new(),
+            AllowPrivate::All,
+            own,
+            Duration::from_secs(1),
+        );
+        assert!(d.check("127.0.0.1:3128".parse().unwrap()).is_err());
+        assert!(d.check("127.0.0.2:3128".parse().unwrap()).is_err());
+        assert!(d.check("127.0.0.1:443".parse().unwrap()).is_ok());
+        let strict = Dialer::new(
+            HashMap::new(),
+            AllowPrivate::None,
+            vec![],
+            Duration::from_secs(1),
+        );
+        assert!(strict.check("127.0.0.1:443".parse().unwrap()).is_err());
+        assert!(strict
+            .check("[::ffff:10.0.0.1]:443".parse().unwrap())
+            .is_err());
+    }
+
+    #[test]
+    fn hosts_file_parsing() {
+        let map = parse_hosts("# c\n127.0.0.1 Origin.Test zoom.us. # x\nbad line\n::1 v6.test\n");
+        assert_eq!(
+            map["origin.test"],
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert!(map.contains_key("zoom.us"));
+        assert!(map.contains_key("v6.test"));
+        assert_eq!(map.len(), 3);
+    }
+}

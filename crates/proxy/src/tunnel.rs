@@ -1,0 +1,227 @@
+//! A CONNECT tunnel after `200 Connection Established`: read the ClientHello without consuming
+//! it, decide with both names (SNI and CONNECT host), then relay untouched (bypass), intercept
+//! (decrypt) or refuse. "Not parsed yet" never means relay: bytes go upstream only after a
+//! decision on a complete ClientHello (security matrix PE-09, PE-10, PE-14).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use sluice_policy::config::NonTls;
+use sluice_policy::engine::{Action, Query};
+use sluice_policy::name::{DomainName, Host};
+use sluice_tls::hello::{ClientHello, HelloError};
+use sluice_tls::peek::{read_client_hello, PeekError};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::count::Counters;
+use crate::front::{unix_now, ClientIo};
+use crate::log::AccessRecord;
+use crate::relay::relay;
+use crate::ConnCtx;
+
+/// Where a tunnel goes and what is known so far.
+pub struct Target {
+    /// CONNECT host.
+    pub host: Host,
+    /// CONNECT port.
+    pub port: u16,
+    /// The upstream address dialled.
+    pub addr: SocketAddr,
+    /// When the CONNECT arrived.
+    pub started: SystemTime,
+    /// The connection's access-log record, filled in as the tunnel progresses.
+    pub rec: AccessRecord,
+}
+
+/// TLS alert record: fatal, with the given description (RFC 8446 §6).
+fn alert(description: u8) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
+}
+const ACCESS_DENIED: u8 = 49;
+const DECODE_ERROR: u8 = 50;
+const UNRECOGNIZED_NAME: u8 = 112;
+
+/// Runs the tunnel to its end and logs it.
+pub async fn run(
+    mut client: ClientIo,
+    read_buf: Bytes,
+    upstream: TcpStream,
+    mut t: Target,
+    cx: Arc<ConnCtx>,
+    counters: Arc<Counters>,
+) {
+    let mut buf = BytesMut::from(&read_buf[..]);
+    let cfg = &cx.snap.config.proxy;
+    let peeked = tokio::time::timeout(
+        cfg.timeouts.client_hello,
+        read_client_hello(&mut client, &mut buf, cfg.max_client_hello),
+    )
+    .await;
+    let hello = match peeked {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(PeekError::Hello(HelloError::NotTls))) if cfg.non_tls == NonTls::Tunnel => {
+            return bypass(
+                client,
+                buf.freeze(),
+                upstream,
+                t,
+                &cx,
+                "non_tls_tunnel",
+                &counters,
+            )
+            .await;
+        }
+        Ok(Err(e)) => {
+            if matches!(
+                e,
+                PeekError::Hello(
+                    HelloError::TooLarge | HelloError::Malformed(_) | HelloError::BadSni(_)
+                )
+            ) {
+                let code = if matches!(e, PeekError::Hello(HelloError::BadSni(_))) {
+                    UNRECOGNIZED_NAME
+                } else {
+                    DECODE_ERROR
+                };
+                let _ = client.write_all(&alert(code)).await;
+            }
+            let decision = if matches!(e, PeekError::Eof | PeekError::Io(_)) {
+                None
+            } else {
+                Some("block")
+            };
+            return finish(&cx, t, &counters, decision, e.code(), Some(e.to_string()));
+        }
+        Err(_) => {
+            return finish(
+                &cx,
+                t,
+                &counters,
+                Some("block"),
+                "client_hello_timeout",
+                None,
+            )
+        }
+    };
+    let sni = match hello.sni.as_deref().map(DomainName::parse) {
+        None => None,
+        Some(Ok(name)) => Some(name),
+        Some(Err(e)) => {
+            let _ = client.write_all(&alert(UNRECOGNIZED_NAME)).await;
+            return finish(
+                &cx,
+                t,
+                &counters,
+                Some("block"),
+                "bad_sni",
+                Some(e.to_string()),
+            );
+        }
+    };
+    describe_hello(&mut t.rec, &hello, sni.as_ref());
+    let ja4 = t.rec.ja4.clone();
+    let q = Query {
+        client: cx.client.ip(),
+        user: t.rec.user.as_deref(),
+        host: Some(&t.host),
+        sni: sni.as_ref(),
+        ja4: ja4.as_deref(),
+        now: unix_now(),
+        explain: false,
+    };
+    let exceptions = cx.rt.exceptions.load();
+    let d = cx.snap.engine.decide(&q, &exceptions);
+    t.rec.policy = Some(d.policy.to_string());
+    t.rec.app = d.app.clone();
+    t.rec.category = d.category.clone();
+    t.rec.rule = d.rule.map(|r| cx.snap.engine.describe(r));
+    t.rec.sni_mismatch = d.sni_mismatch;
+    match d.action {
+        Action::Block => {
+            let _ = client.write_all(&alert(ACCESS_DENIED)).await;
+            finish(&cx, t, &counters, Some("block"), d.reason, None);
+        }
+        Action::Bypass => {
+            let reason = match d.evidence {
+                Some(n) => format!("{} ({n} observations)", d.reason),
+                None => d.reason.to_string(),
+            };
+            bypass(client, buf.freeze(), upstream, t, &cx, &reason, &counters).await;
+        }
+        Action::Decrypt => {
+            let name = sni.map_or_else(|| t.host.clone(), Host::Domain);
+            crate::intercept::run(
+                client,
+                buf.freeze(),
+                upstream,
+                name,
+                &hello,
+                t,
+                d.reason,
+                cx,
+                counters,
+            )
+            .await;
+        }
+    }
+}
+
+fn describe_hello(rec: &mut AccessRecord, hello: &ClientHello, sni: Option<&DomainName>) {
+    rec.sni = sni.map(|s| s.to_string());
+    rec.ja4 = Some(sluice_tls::ja4::ja4(hello));
+    rec.tls_version = Some(
+        if hello.offers_tls13() {
+            "TLSv1.3"
+        } else {
+            "TLSv1.2"
+        }
+        .into(),
+    );
+    rec.alpn = hello.alpn_str().first().cloned();
+}
+
+async fn bypass(
+    client: ClientIo,
+    hello: Bytes,
+    mut upstream: TcpStream,
+    t: Target,
+    cx: &ConnCtx,
+    reason: &str,
+    counters: &Counters,
+) {
+    if let Err(e) = upstream.write_all(&hello).await {
+        return finish(
+            cx,
+            t,
+            counters,
+            Some("bypass"),
+            reason,
+            Some(format!("upstream write: {e}")),
+        );
+    }
+    let relayed = relay(client, upstream, cx.snap.config.proxy.timeouts.idle).await;
+    finish(cx, t, counters, Some("bypass"), reason, relayed.error);
+}
+
+/// Emits the tunnel's one access-log record.
+pub(crate) fn finish(
+    cx: &ConnCtx,
+    mut t: Target,
+    counters: &Counters,
+    decision: Option<&'static str>,
+    reason: &str,
+    error: Option<String>,
+) {
+    let (up, down) = counters.get();
+    t.rec.decision = decision;
+    t.rec.reason = Some(reason.to_string());
+    t.rec.status = Some(200);
+    t.rec.error = error;
+    t.rec.bytes_up = up;
+    t.rec.bytes_down = down;
+    t.rec.duration_ms = t.started.elapsed().map_or(0, |d| d.as_millis() as u64);
+    cx.rt.log.emit(t.rec);
+}

@@ -1,0 +1,98 @@
+//! Loading what every verb needs — config, data dir, catalog, compiled engine, CA — so that the
+//! CLI sees exactly what the running gateway sees.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sluice_policy::catalog::Catalog;
+use sluice_policy::config::Config;
+use sluice_policy::engine::Engine;
+
+use crate::{Args, Failure};
+
+/// The configuration from `--config`, or the embedded default.
+pub(crate) fn config(args: &Args) -> Result<Config, Failure> {
+    match &args.config {
+        None => Ok(Config::default()),
+        Some(path) => Config::load(path).map_err(|issues| {
+            let lines: Vec<String> = issues
+                .iter()
+                .map(|i| format!("{}: {i}", path.display()))
+                .collect();
+            Failure::usage(format!("invalid configuration:\n{}", lines.join("\n")))
+        }),
+    }
+}
+
+/// The data directory (DESIGN.md "Files and defaults").
+pub(crate) fn data_dir(args: &Args) -> Result<PathBuf, Failure> {
+    if let Some(d) = &args.data_dir {
+        return Ok(d.clone());
+    }
+    if let Some(d) = std::env::var_os("SLUICE_DATA_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("sluice"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/sluice")),
+        None => Err(Failure::usage(
+            "no data directory: pass --data-dir or set SLUICE_DATA_DIR",
+        )),
+    }
+}
+
+/// The built-in catalog plus `catalog.extra` files.
+pub(crate) fn catalog(config: &Config) -> Result<Catalog, Failure> {
+    let mut catalog =
+        Catalog::builtin().map_err(|e| Failure::runtime(format!("built-in catalog: {e}")))?;
+    for path in &config.catalog_extra {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("catalog.extra: {}: {e}", path.display())))?;
+        let apps = Catalog::parse(&text, &path.display().to_string())
+            .map_err(|e| Failure::usage(format!("catalog.extra: {e}")))?;
+        catalog.merge(apps);
+    }
+    Ok(catalog)
+}
+
+/// Compiles the engine, loading category lists (`<dir>/<category>/domains`).
+pub(crate) fn engine(config: &Config, catalog: &Catalog) -> Result<Engine, Failure> {
+    let mut builder = Engine::builder(config, catalog);
+    for dir in &config.category_lists {
+        load_category_dir(&mut builder, dir)
+            .map_err(|e| Failure::usage(format!("catalog.category_lists: {e:#}")))?;
+    }
+    Ok(builder.build())
+}
+
+fn load_category_dir(
+    builder: &mut sluice_policy::engine::EngineBuilder<'_>,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("{}", dir.display()))?;
+        let file = entry.path().join("domains");
+        if !file.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+        let (_, bad) = builder.add_category_list(&name, &text);
+        if bad > 0 {
+            tracing::warn!(file = %file.display(), skipped = bad, "category list lines that are not domains were skipped");
+        }
+    }
+    Ok(())
+}
+
+/// The CA: configured files, or the data dir's (created on first run when `create`).
+pub(crate) fn ca(config: &Config, data_dir: &Path) -> Result<sluice_tls::ca::Ca, Failure> {
+    let result = match (&config.ca.cert, &config.ca.key) {
+        (Some(cert), Some(key)) => sluice_tls::ca::Ca::load(cert, key),
+        _ => sluice_tls::ca::Ca::load_or_create(data_dir),
+    };
+    result.map_err(|e| Failure::runtime(format!("CA: {e}")))
+}

@@ -1,0 +1,163 @@
+//! The `sluice` binary: the gateway (`sluice run`) and the administrator's CLI verbs.
+//! Exit status: 0 success, 1 runtime failure or a negative answer (invalid config, policy test
+//! mismatch), 64 (`EX_USAGE`) bad flags or an unusable configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+mod load;
+mod run;
+
+/// sluice: a secure web gateway that decrypts what it should, and leaves pinned apps alone.
+#[derive(Parser)]
+#[command(name = "sluice", version, about)]
+pub(crate) struct Args {
+    /// Configuration file (TOML). Without it, the embedded defaults apply.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory (CA, event store). Default: $SLUICE_DATA_DIR, else $XDG_DATA_HOME/sluice
+    /// or ~/.local/share/sluice.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the gateway.
+    Run,
+    /// Explain the decision for a host.
+    Check {
+        /// Host (CONNECT host or request host).
+        host: String,
+        /// Client address.
+        #[arg(long, default_value = "127.0.0.1")]
+        client: std::net::IpAddr,
+        /// Proxy user.
+        #[arg(long)]
+        user: Option<String>,
+        /// SNI, when it differs from HOST.
+        #[arg(long)]
+        sni: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// CA certificate operations.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// The application catalog.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CaCommand {
+    /// Print the CA certificate (PEM, or DER with --der) for installing on clients.
+    Export {
+        /// DER instead of PEM.
+        #[arg(long)]
+        der: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AppsCommand {
+    /// List catalog applications (the seed's Table 1).
+    List {
+        /// JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one application's domains and sources.
+    Show {
+        /// Application id.
+        id: String,
+        /// JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate a configuration file and print every error with its key and line.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// A failure with its exit status.
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 64,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::runtime(format!("{e:#}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match &args.command {
+        Command::Run => run::run(&args),
+        Command::Check {
+            host,
+            client,
+            user,
+            sni,
+            json,
+        } => cli::check(&args, host, *client, user.as_deref(), sni.as_deref(), *json),
+        Command::Ca {
+            command: CaCommand::Export { der },
+        } => cli::ca_export(&args, *der),
+        Command::Apps {
+            command: AppsCommand::List { json },
+        } => cli::apps_list(&args, *json),
+        Command::Apps {
+            command: AppsCommand::Show { id, json },
+        } => cli::apps_show(&args, id, *json),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => cli::config_check(file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("sluice: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

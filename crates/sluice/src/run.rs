@@ -1,0 +1,163 @@
+//! `sluice run`: load everything, bind, print the ready line, serve until SIGTERM/SIGINT,
+//! reload on SIGHUP (a bad new config is logged and the old one keeps serving).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_policy::config::{Config, LogTarget};
+use sluice_proxy::log::AccessLog;
+use sluice_proxy::resolve::{load_hosts, Dialer};
+use sluice_proxy::{Runtime, Snapshot};
+use sluice_tls::mint::Minter;
+use sluice_tls::verify::UpstreamTls;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::{load, Args, Failure};
+
+pub(crate) fn run(args: &Args) -> Result<(), Failure> {
+    init_tracing();
+    let config = load::config(args)?;
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "configuration");
+    }
+    let data_dir = load::data_dir(args)?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| Failure::runtime(format!("data dir {}: {e}", data_dir.display())))?;
+    let ca = Arc::new(load::ca(&config, &data_dir)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("tokio runtime: {e}")))?;
+    runtime.block_on(serve(args, config, ca))
+}
+
+async fn serve(args: &Args, config: Config, ca: Arc<sluice_tls::ca::Ca>) -> Result<(), Failure> {
+    let mut proxies = Vec::new();
+    for addr in &config.proxy.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::runtime(format!("proxy.listen {addr}: {e}")))?;
+        proxies.push(l);
+    }
+    let admin = TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|e| Failure::runtime(format!("admin.listen {}: {e}", config.admin.listen)))?;
+    let mut own: Vec<SocketAddr> = proxies.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    own.push(admin_addr);
+    let log_path = match &config.access_log {
+        LogTarget::Stdout => None,
+        LogTarget::File(p) => Some(p.clone()),
+    };
+    let log = AccessLog::start(log_path.as_deref())
+        .map_err(|e| Failure::runtime(format!("log.access: {e}")))?;
+    let snapshot = build_snapshot(config, &own)?;
+    let minter = Arc::new(Minter::new(ca.clone(), snapshot.config.ca.leaf_cache));
+    let rt = Runtime::new(snapshot, minter, log);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let proxy_addrs: Vec<String> = proxies
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    for l in proxies {
+        tokio::spawn(sluice_proxy::serve(l, rt.clone(), stop_rx.clone()));
+    }
+    let router = sluice_admin::router(sluice_admin::AdminState { rt: rt.clone() });
+    let mut admin_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = admin_stop.changed().await;
+        };
+        if let Err(e) = axum::serve(admin, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+    let ca_path = ca.cert_path().display().to_string();
+    eprintln!(
+        "sluice ready proxy={} admin={admin_addr} ca={ca_path}",
+        proxy_addrs.join(",")
+    );
+    eprintln!(
+        "try: curl --proxy http://{} --cacert {ca_path} https://example.com/",
+        proxy_addrs.first().map_or("127.0.0.1:3128", String::as_str)
+    );
+    wait_for_signals(args, &rt, &own).await;
+    let _ = stop_tx.send(true);
+    let grace = rt.snapshot.load().config.proxy.timeouts.shutdown_grace;
+    if tokio::time::timeout(grace, rt.drained()).await.is_err() {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Compiles a snapshot from a config (used at start and on reload).
+fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failure> {
+    let catalog = load::catalog(&config)?;
+    let engine = load::engine(&config, &catalog)?;
+    let hosts = load_hosts(config.upstream.hosts_file.as_deref())
+        .map_err(|e| Failure::usage(format!("upstream.hosts_file: {e}")))?;
+    let upstream = UpstreamTls::new(&config.upstream.extra_roots)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let dialer = Dialer::new(
+        hosts,
+        config.upstream.allow_private.clone(),
+        own.to_vec(),
+        config.proxy.timeouts.connect,
+    );
+    Ok(Snapshot::new(
+        Arc::new(config),
+        Arc::new(engine),
+        Arc::new(dialer),
+        Arc::new(upstream),
+    ))
+}
+
+async fn wait_for_signals(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(args, rt, own),
+        }
+    }
+}
+
+fn reload(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
+    let result = load::config(args).and_then(|c| build_snapshot(c, own));
+    match result {
+        Ok(snapshot) => {
+            rt.snapshot.store(Arc::new(snapshot));
+            tracing::warn!("configuration reloaded");
+            eprintln!("sluice reloaded");
+        }
+        Err(f) => {
+            tracing::error!(error = %f.message, "reload rejected; the previous configuration keeps serving");
+            eprintln!("sluice reload failed: {}", f.message);
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

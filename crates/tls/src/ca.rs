@@ -1,0 +1,339 @@
+//! The gateway's certificate authority: created on first run in the data dir, or loaded from
+//! an administrator's files (e.g. an enterprise intermediate, RSA or ECDSA).
+//!
+//! Security properties this module owns (security matrix CK-01, CK-02, FT-05):
+//! - every install generates its own key; nothing is embedded in the binary;
+//! - the key file is written with mode 0600 inside a 0700 directory, and a key that is group- or
+//!   world-readable is refused at load time;
+//! - a half-present CA (certificate without key or the reverse) is an error, never silently
+//!   replaced by a new CA, because clients already trust the old one.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+/// File name of the CA certificate inside `<data-dir>/ca/`.
+pub const CA_CERT_FILE: &str = "sluice-ca.pem";
+/// File name of the CA private key inside `<data-dir>/ca/`.
+pub const CA_KEY_FILE: &str = "sluice-ca.key";
+
+/// Why the CA could not be created or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// Reading or writing a CA file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The key file can be read by other users.
+    #[error(
+        "{path}: CA key is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Only one of certificate and key exists.
+    #[error("{present} exists but {missing} does not; refusing to generate a replacement CA that clients would not trust (restore the file or remove both)")]
+    HalfPresent {
+        /// The file that exists.
+        present: PathBuf,
+        /// The file that is missing.
+        missing: PathBuf,
+    },
+    /// The certificate or key could not be parsed.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file concerned.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// Generating or signing failed.
+    #[error("CA generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// A loaded CA: its certificate and the key that signs minted leaves.
+pub struct Ca {
+    cert_der: CertificateDer<'static>,
+    cert_pem: String,
+    cert_path: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+    not_after: OffsetDateTime,
+    fingerprint: String,
+}
+
+// === impl Ca ===
+
+impl Ca {
+    /// Loads `<dir>/ca/sluice-ca.{pem,key}`, creating a new CA there if neither file exists.
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, CaError> {
+        let dir = data_dir.join("ca");
+        let cert = dir.join(CA_CERT_FILE);
+        let key = dir.join(CA_KEY_FILE);
+        match (cert.exists(), key.exists()) {
+            (true, true) => Self::load(&cert, &key),
+            (false, false) => {
+                create_private_dir(&dir)?;
+                generate(&cert, &key)?;
+                Self::load(&cert, &key)
+            }
+            (true, false) => Err(CaError::HalfPresent {
+                present: cert,
+                missing: key,
+            }),
+            (false, true) => Err(CaError::HalfPresent {
+                present: key,
+                missing: cert,
+            }),
+        }
+    }
+
+    /// Loads an existing CA certificate and key (PEM; PKCS#8, SEC1 or PKCS#1 keys).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CaError> {
+        check_key_permissions(key_path)?;
+        let cert_pem = read_to_string(cert_path)?;
+        let key_pem = read_to_string(key_path)?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Parse {
+                path: cert_path.into(),
+                message: format!("no certificate: {e}"),
+            })?;
+        let key_der =
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| CaError::Parse {
+                path: key_path.into(),
+                message: format!("no private key: {e}"),
+            })?;
+        let key = KeyPair::try_from(&key_der).map_err(|e| CaError::Parse {
+            path: key_path.into(),
+            message: format!("unsupported key: {e}"),
+        })?;
+        let (not_after, is_ca) = inspect(&cert_der).map_err(|message| CaError::Parse {
+            path: cert_path.into(),
+            message,
+        })?;
+        if !is_ca {
+            return Err(CaError::Parse {
+                path: cert_path.into(),
+                message: "certificate is not a CA (basicConstraints CA:TRUE missing)".into(),
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| CaError::Parse {
+            path: cert_path.into(),
+            message: format!("cannot use as issuer: {e}"),
+        })?;
+        let fingerprint = hex::encode(Sha256::digest(cert_der.as_ref()));
+        Ok(Self {
+            cert_pem: pem_of(&cert_der),
+            cert_der,
+            cert_path: cert_path.to_path_buf(),
+            issuer,
+            not_after,
+            fingerprint,
+        })
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// The CA certificate, PEM (certificate only: never key material).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Where the certificate was loaded from.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
+    /// SHA-256 fingerprint of the certificate, lowercase hex.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// End of the CA's validity; minted leaves never outlive it.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+}
+
+fn generate(cert_path: &Path, key_path: &Path) -> Result<(), CaError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let id: [u8; 4] = rand::random();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("sluice CA {}", hex::encode(id)));
+    dn.push(DnType::OrganizationName, "sluice gateway");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(3650);
+    params.serial_number = Some(random_serial());
+    let cert = params.self_signed(&key)?;
+    // The key goes first: a certificate without its key would be refused on the next start.
+    write_private(key_path, key.serialize_pem().as_bytes())?;
+    write_public(cert_path, cert.pem().as_bytes())
+}
+
+/// A positive random serial of 16 bytes (RFC 5280 §4.1.2.2 allows up to 20 octets).
+pub(crate) fn random_serial() -> rcgen::SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    rcgen::SerialNumber::from_slice(&bytes)
+}
+
+fn inspect(der: &CertificateDer<'_>) -> Result<(OffsetDateTime, bool), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
+    let not_after = cert.validity().not_after.to_datetime();
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|bc| bc.value.ca);
+    Ok((not_after, is_ca))
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every 64-byte chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+fn check_key_permissions(path: &Path) -> Result<(), CaError> {
+    let meta = fs::metadata(path).map_err(|source| CaError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CaError::KeyPermissions {
+            path: path.into(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn read_to_string(path: &Path) -> Result<String, CaError> {
+    fs::read_to_string(path).map_err(|source| CaError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), CaError> {
+    fs::create_dir_all(dir).map_err(|source| CaError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| CaError::Io {
+        path: dir.into(),
+        source,
+    })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
+    write_file(path, bytes, 0o600)
+}
+
+fn write_public(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
+    write_file(path, bytes, 0o644)
+}
+
+/// Writes via a temporary file, fsync and rename, so a crash never leaves a torn CA file.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+    let io = |source| CaError::Io {
+        path: path.into(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(parent) = path.parent() {
+        if let Ok(dir) = fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_with_private_key_mode() {
+        let dir = std::env::temp_dir().join(format!("sluice-ca-test-{}", rand::random::<u64>()));
+        let ca = Ca::load_or_create(&dir).unwrap();
+        let key = dir.join("ca").join(CA_KEY_FILE);
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(dir.join("ca")).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(!ca.cert_pem().contains("PRIVATE KEY"));
+        let again = Ca::load_or_create(&dir).unwrap();
+        assert_eq!(ca.fingerprint(), again.fingerprint());
+        let other_dir = dir.join("other");
+        let other = Ca::load_or_create(&other_dir).unwrap();
+        assert_ne!(ca.fingerprint(), other.fingerprint());
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Ca::load_or_create(&dir),
+            Err(CaError::KeyPermissions { .. })
+        ));
+        fs::remove_file(&key).unwrap();
+        assert!(matches!(
+            Ca::load_or_create(&dir),
+            Err(CaError::HalfPresent { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

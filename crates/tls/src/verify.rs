@@ -1,0 +1,284 @@
+//! Upstream TLS: the client configurations sluice uses to connect to origins, and the mapping
+//! of every upstream failure to a stable reason code.
+//!
+//! Trust is the curated Mozilla root set (webpki-roots) plus the administrator's
+//! `upstream.extra_roots` — not whatever the OS store happens to hold, and never the gateway's
+//! own minting CA (security matrix UC-03, UC-10). Verification always names a target: the SNI
+//! when the client sent one, else the CONNECT host, IP literals included (UC-11). There is no
+//! insecure mode and no fallback to weaker versions (TD-01, TD-03): rustls offers TLS 1.2 and
+//! 1.3 with AEAD suites only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::Resumption;
+use rustls::{CertificateError, ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+/// The ALPN protocols sluice can serve once decrypted.
+pub const H2: &[u8] = b"h2";
+/// HTTP/1.1's ALPN id.
+pub const HTTP11: &[u8] = b"http/1.1";
+
+/// Why the upstream configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    /// An extra root file could not be read.
+    #[error("upstream.extra_roots: {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An extra root file held no usable certificate.
+    #[error("upstream.extra_roots: {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Which ALPN protocols to offer upstream (the intersection of the client's offer with what
+/// sluice can serve).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlpnOffer {
+    /// h2 and http/1.1.
+    H2AndHttp11,
+    /// http/1.1 only.
+    Http11,
+    /// h2 only.
+    H2,
+    /// No ALPN extension.
+    None,
+}
+
+impl AlpnOffer {
+    /// The offer for a client's ALPN list.
+    pub fn from_client(alpn: &[Vec<u8>]) -> Self {
+        let h2 = alpn.iter().any(|p| p == H2);
+        let h1 = alpn.iter().any(|p| p == HTTP11);
+        match (h2, h1) {
+            (true, true) => Self::H2AndHttp11,
+            (true, false) => Self::H2,
+            (false, true) => Self::Http11,
+            (false, false) => Self::None,
+        }
+    }
+
+    fn protocols(self) -> Vec<Vec<u8>> {
+        match self {
+            Self::H2AndHttp11 => vec![H2.to_vec(), HTTP11.to_vec()],
+            Self::H2 => vec![H2.to_vec()],
+            Self::Http11 => vec![HTTP11.to_vec()],
+            Self::None => vec![],
+        }
+    }
+}
+
+/// Shared upstream client configurations, one per ALPN offer (each with its own resumption
+/// cache, so repeat connections to an origin resume instead of doing full handshakes).
+pub struct UpstreamTls {
+    configs: [Arc<ClientConfig>; 4],
+    roots: usize,
+}
+
+// === impl UpstreamTls ===
+
+impl UpstreamTls {
+    /// Builds the configurations from the Mozilla roots plus `extra_roots` PEM files.
+    pub fn new(extra_roots: &[PathBuf]) -> Result<Self, RootsError> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for path in extra_roots {
+            for der in read_roots(path)? {
+                roots.add(der).map_err(|e| RootsError::Invalid {
+                    path: path.clone(),
+                    message: format!("not a usable trust anchor: {e}"),
+                })?;
+            }
+        }
+        let count = roots.len();
+        let roots = Arc::new(roots);
+        let make = |offer: AlpnOffer| {
+            let mut config = ClientConfig::builder()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = offer.protocols();
+            config.resumption = Resumption::in_memory_sessions(4096);
+            Arc::new(config)
+        };
+        Ok(Self {
+            configs: [
+                make(AlpnOffer::H2AndHttp11),
+                make(AlpnOffer::Http11),
+                make(AlpnOffer::H2),
+                make(AlpnOffer::None),
+            ],
+            roots: count,
+        })
+    }
+
+    /// The configuration for an ALPN offer.
+    pub fn config(&self, offer: AlpnOffer) -> Arc<ClientConfig> {
+        let i = match offer {
+            AlpnOffer::H2AndHttp11 => 0,
+            AlpnOffer::Http11 => 1,
+            AlpnOffer::H2 => 2,
+            AlpnOffer::None => 3,
+        };
+        self.configs[i].clone()
+    }
+
+    /// Number of trust anchors loaded.
+    pub fn root_count(&self) -> usize {
+        self.roots
+    }
+}
+
+fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, RootsError> {
+    let bytes = std::fs::read(path).map_err(|source| RootsError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RootsError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(RootsError::Invalid {
+            path: path.into(),
+            message: "no PEM certificate".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The stable reason code for an upstream TLS handshake error (log `reason`, metric label).
+pub fn upstream_error_code(err: &rustls::Error) -> &'static str {
+    use rustls::Error as E;
+    match err {
+        E::InvalidCertificate(cert) => certificate_code(cert),
+        E::NoCertificatesPresented => "upstream_cert_missing",
+        E::AlertReceived(rustls::AlertDescription::ProtocolVersion) => "upstream_tls_version",
+        E::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            "upstream_client_cert_required"
+        }
+        E::AlertReceived(rustls::AlertDescription::HandshakeFailure) => {
+            "upstream_tls_handshake_failure"
+        }
+        E::AlertReceived(_) => "upstream_tls_alert",
+        E::PeerIncompatible(_) => "upstream_tls_incompatible",
+        E::PeerMisbehaved(_) | E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            "upstream_tls_protocol_error"
+        }
+        E::InappropriateHandshakeMessage { .. } => "upstream_tls_protocol_error",
+        _ => "upstream_tls_error",
+    }
+}
+
+// `UnsupportedSignatureAlgorithm` is deprecated but still produced by older webpki paths.
+#[allow(deprecated)]
+fn certificate_code(err: &CertificateError) -> &'static str {
+    use CertificateError as C;
+    match err {
+        C::Expired | C::ExpiredContext { .. } => "upstream_cert_expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "upstream_cert_not_yet_valid",
+        C::NotValidForName | C::NotValidForNameContext { .. } => "upstream_cert_name_mismatch",
+        C::UnknownIssuer => "upstream_cert_unknown_issuer",
+        C::BadSignature => "upstream_cert_bad_signature",
+        C::UnsupportedSignatureAlgorithm
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "upstream_cert_weak_signature"
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "upstream_cert_invalid_purpose",
+        C::Revoked => "upstream_cert_revoked",
+        C::BadEncoding => "upstream_cert_bad_encoding",
+        _ => "upstream_cert_invalid",
+    }
+}
+
+/// A short, human-readable explanation of a reason code, for block pages.
+pub fn describe(code: &str) -> &'static str {
+    match code {
+        "upstream_cert_expired" => "the server's certificate has expired",
+        "upstream_cert_not_yet_valid" => "the server's certificate is not valid yet",
+        "upstream_cert_name_mismatch" => "the server's certificate is for a different name",
+        "upstream_cert_unknown_issuer" => {
+            "the server's certificate is not issued by a trusted authority (self-signed or unknown issuer)"
+        }
+        "upstream_cert_self_signed" => "the server's certificate is self-signed",
+        "upstream_cert_bad_signature" => "the server's certificate has an invalid signature",
+        "upstream_cert_weak_signature" => "the server's certificate uses a weak or unsupported signature",
+        "upstream_cert_invalid_purpose" => "the server's certificate is not valid for TLS servers",
+        "upstream_cert_revoked" => "the server's certificate has been revoked",
+        "upstream_tls_version" => "the server only speaks an obsolete TLS version",
+        "upstream_client_cert_required" => "the server requires a client certificate",
+        _ => "the secure connection to the server failed",
+    }
+}
+
+/// Issuer, subject and validity of a certificate, for the access log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertSummary {
+    /// Issuer DN.
+    pub issuer: String,
+    /// Subject DN.
+    pub subject: String,
+    /// Not before, RFC 3339.
+    pub not_before: String,
+    /// Not after, RFC 3339.
+    pub not_after: String,
+}
+
+/// Summarises a DER certificate (None if it does not parse).
+pub fn cert_summary(der: &[u8]) -> Option<CertSummary> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let fmt = |t: x509_parser::time::ASN1Time| {
+        t.to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    Some(CertSummary {
+        issuer: cert.issuer().to_string(),
+        subject: cert.subject().to_string(),
+        not_before: fmt(cert.validity().not_before),
+        not_after: fmt(cert.validity().not_after),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_offer_is_the_intersection() {
+        let v = |s: &[&str]| s.iter().map(|p| p.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            AlpnOffer::from_client(&v(&["h2", "http/1.1"])),
+            AlpnOffer::H2AndHttp11
+        );
+        assert_eq!(AlpnOffer::from_client(&v(&["http/1.1"])), AlpnOffer::Http11);
+        assert_eq!(
+            AlpnOffer::from_client(&v(&["spdy/3", "imap"])),
+            AlpnOffer::None
+        );
+        assert_eq!(AlpnOffer::from_client(&[]), AlpnOffer::None);
+    }
+
+    #[test]
+    fn certificate_errors_have_stable_codes() {
+        let e = rustls::Error::InvalidCertificate(CertificateError::Expired);
+        assert_eq!(upstream_error_code(&e), "upstream_cert_expired");
+        let e = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
+        assert_eq!(upstream_error_code(&e), "upstream_cert_name_mismatch");
+        let e = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert_eq!(upstream_error_code(&e), "upstream_cert_unknown_issuer");
+    }
+}
