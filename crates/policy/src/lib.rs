@@ -11,4 +11,5 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod exceptions;
+pub mod htpasswd;
 pub mod name;

@@ -69,7 +69,11 @@ impl tower_service::Service<Uri> for DialConnector {
 }
 
 /// Forwards one absolute-form request.
-pub async fn forward(mut req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<Body> {
+pub async fn forward(
+    mut req: Request<Incoming>,
+    cx: Arc<ConnCtx>,
+    user: Option<String>,
+) -> Response<Body> {
     let started = Instant::now();
     let mut rec = AccessRecord {
         ts: timestamp(SystemTime::now()),
@@ -78,6 +82,7 @@ pub async fn forward(mut req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<B
         kind: "request",
         method: Some(req.method().to_string()),
         url: Some(req.uri().to_string()),
+        user,
         ..Default::default()
     };
     let target = match target(req.uri()) {
@@ -88,7 +93,7 @@ pub async fn forward(mut req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<B
     rec.port = Some(target.1);
     let q = Query {
         client: cx.client.ip(),
-        user: None,
+        user: rec.user.as_deref(),
         host: Some(&target.0),
         sni: None,
         ja4: None,
@@ -101,7 +106,7 @@ pub async fn forward(mut req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<B
     rec.category = d.category.clone();
     rec.rule = d.rule.map(|r| cx.snap.engine.describe(r));
     if d.action == Action::Block {
-        let detail = format!("{} is blocked by policy `{}`", target.0, d.policy);
+        let detail = crate::front::block_detail(&target.0.to_string(), &d);
         return block_page(&cx, rec, 403, d.reason, &detail, started);
     }
     rec.decision = Some(match d.action {

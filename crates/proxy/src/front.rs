@@ -55,11 +55,46 @@ async fn handle(
     cx: Arc<ConnCtx>,
     counters: Arc<Counters>,
 ) -> Result<Response<Body>, Infallible> {
+    let user = match &cx.snap.auth {
+        None => None,
+        Some(auth) => match auth.check(&req).await {
+            Ok(user) => Some(user),
+            Err(e) => return Ok(challenge(&req, &cx, auth, e)),
+        },
+    };
     if req.method() == Method::CONNECT {
-        Ok(connect(req, cx, counters).await)
+        Ok(connect(req, cx, counters, user).await)
     } else {
-        Ok(crate::forward::forward(req, cx).await)
+        Ok(crate::forward::forward(req, cx, user).await)
     }
+}
+
+/// `407` with a `Proxy-Authenticate` challenge.
+fn challenge(
+    req: &Request<Incoming>,
+    cx: &ConnCtx,
+    auth: &crate::auth::Auth,
+    e: crate::auth::AuthError,
+) -> Response<Body> {
+    let rec = AccessRecord {
+        ts: timestamp(SystemTime::now()),
+        conn_id: cx.id,
+        client: cx.client.ip().to_string(),
+        kind: if req.method() == Method::CONNECT {
+            "connect"
+        } else {
+            "request"
+        },
+        method: Some(req.method().to_string()),
+        url: Some(req.uri().to_string()),
+        ..Default::default()
+    };
+    let detail = "This proxy requires a user name and password.";
+    let mut resp = refuse(cx, rec, 407, e.code(), detail);
+    if let Ok(v) = HeaderValue::from_str(&auth.challenge()) {
+        resp.headers_mut().insert(header::PROXY_AUTHENTICATE, v);
+    }
+    resp
 }
 
 /// Authority of a CONNECT request, validated (RFC 9110 §9.3.6: host and a non-zero port).
@@ -89,6 +124,7 @@ async fn connect(
     req: Request<Incoming>,
     cx: Arc<ConnCtx>,
     counters: Arc<Counters>,
+    user: Option<String>,
 ) -> Response<Body> {
     let started = SystemTime::now();
     let mut rec = AccessRecord {
@@ -98,6 +134,7 @@ async fn connect(
         kind: "connect",
         method: Some("CONNECT".into()),
         url: Some(req.uri().to_string()),
+        user,
         ..Default::default()
     };
     let (host, port) = match connect_target(&req) {
@@ -112,7 +149,7 @@ async fn connect(
     }
     let q = Query {
         client: cx.client.ip(),
-        user: None,
+        user: rec.user.as_deref(),
         host: Some(&host),
         sni: None,
         ja4: None,
@@ -126,10 +163,16 @@ async fn connect(
         rec.app = decision.app.clone();
         rec.category = decision.category.clone();
         rec.rule = decision.rule.map(|r| cx.snap.engine.describe(r));
-        let detail = format!("{host} is blocked by policy `{}`", decision.policy);
+        let detail = block_detail(&host.to_string(), &decision);
         return refuse(&cx, rec, 403, decision.reason, &detail);
     }
-    let (upstream, addr) = match cx.snap.dialer.dial(&host, port).await {
+    let dial_started = std::time::Instant::now();
+    let dialed = cx.snap.dialer.dial(&host, port).await;
+    cx.rt
+        .metrics
+        .upstream_connect_seconds
+        .observe(dial_started.elapsed().as_secs_f64());
+    let (upstream, addr) = match dialed {
         Ok(u) => u,
         Err(e) => {
             let status = e.status();
@@ -210,6 +253,18 @@ fn log_parse_error(cx: &ConnCtx, counters: &Counters, e: &hyper::Error) {
         duration_ms: cx.started.elapsed().as_millis() as u64,
         ..Default::default()
     });
+}
+
+/// What a block page says: the host, its application and category, and the policy.
+pub(crate) fn block_detail(host: &str, d: &sluice_policy::engine::Decision) -> String {
+    let mut what = host.to_string();
+    if let Some(app) = &d.app {
+        what.push_str(&format!(" (application: {app})"));
+    }
+    if let Some(category) = &d.category {
+        what.push_str(&format!(" (category: {category})"));
+    }
+    format!("Access to {what} is blocked by policy `{}`.", d.policy)
 }
 
 /// Unix seconds now.

@@ -31,6 +31,7 @@ use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 use crate::count::Counters;
 use crate::front::ClientIo;
 use crate::log::{timestamp, AccessRecord, UpstreamCert};
+use crate::pinning;
 use crate::respond;
 use crate::tunnel::{finish, Target};
 use crate::ConnCtx;
@@ -82,10 +83,28 @@ pub async fn run(
             not_before: s.not_before,
             not_after: s.not_after,
         });
-    let tls = match accept_client(client, hello_bytes, &name, alpn.clone(), &cx).await {
+    t.rec.reason = Some(reason.into());
+    let mut tls = match accept_client(client, hello_bytes, &name, alpn.clone(), &cx).await {
         Ok(tls) => tls,
-        Err(e) => return finish(&cx, t, &counters, Some("decrypt"), reason, Some(e)),
+        Err(e) => {
+            if let Some(signal) = pinning::alert_signal(&e) {
+                pinning::observe(&cx.rt, &t.rec, signal);
+            }
+            return finish(&cx, t, &counters, Some("decrypt"), reason, Some(e));
+        }
     };
+    let quiet = cx.snap.config.pinning.quiet_window;
+    let first = match tokio::time::timeout(quiet, first_data(&mut tls)).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            pinning::observe(&cx.rt, &t.rec, pinning::CLOSED_AFTER_HANDSHAKE);
+            let error = Some(pinning::CLOSED_AFTER_HANDSHAKE.to_string());
+            return finish(&cx, t, &counters, Some("decrypt"), reason, error);
+        }
+        // Connected and quiet past the window: not a pinning signal; serve as usual.
+        Err(_) => Bytes::new(),
+    };
+    let tls = PrefixedIo::new(first, tls);
     t.rec.alpn = alpn
         .as_deref()
         .map(|a| String::from_utf8_lossy(a).into_owned());
@@ -108,12 +127,12 @@ async fn connect_upstream(
         Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
     };
     let connector = TlsConnector::from(cx.snap.upstream.config(offer));
-    match tokio::time::timeout(
-        cx.snap.config.proxy.timeouts.handshake,
-        connector.connect(server_name, tcp),
-    )
-    .await
-    {
+    let started = Instant::now();
+    let timeout = cx.snap.config.proxy.timeouts.handshake;
+    let result = tokio::time::timeout(timeout, connector.connect(server_name, tcp)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    cx.rt.metrics.upstream_tls_seconds.observe(elapsed);
+    match result {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(io_tls_code(&e)),
         Err(_) => Err("upstream_tls_timeout"),
@@ -143,11 +162,18 @@ async fn accept_client(
         Host::Domain(d) => LeafName::Dns(d.as_str().to_string()),
         Host::Ip(ip) => LeafName::Ip(*ip),
     };
-    let (leaf, _hit) = cx
-        .rt
-        .minter
-        .leaf(&leaf_name)
-        .map_err(|e| format!("{}: {e}", e.code()))?;
+    let started = Instant::now();
+    let minted = cx.rt.minter.leaf(&leaf_name);
+    let (leaf, hit) = minted.map_err(|e| format!("{}: {e}", e.code()))?;
+    if hit {
+        cx.rt.metrics.leaf_cache_hits.inc();
+    } else {
+        cx.rt.metrics.leaf_cache_misses.inc();
+        cx.rt
+            .metrics
+            .mint_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
     let mut config = (*cx.rt.server_template).clone();
     config.cert_resolver = Arc::new(rustls::sign::SingleCertAndKey::from(leaf));
     config.alpn_protocols = alpn.into_iter().collect();
@@ -231,8 +257,19 @@ enum Upstream {
     H2(hyper::client::conn::http2::SendRequest<InnerBody>),
 }
 
+/// The first application data, or None if the client closed (FIN, RST or close_notify)
+/// before sending any.
+async fn first_data(tls: &mut ClientTls) -> Option<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+    match tls.read_buf(&mut buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(buf.freeze()),
+    }
+}
+
 async fn serve_decrypted(
-    tls: ClientTls,
+    tls: PrefixedIo<ClientTls>,
     up: UpstreamTlsStream,
     h2: bool,
     name: &Host,

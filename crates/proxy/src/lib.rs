@@ -22,11 +22,14 @@ use sluice_tls::verify::UpstreamTls;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
+pub mod auth;
 pub mod count;
 pub mod forward;
 pub mod front;
 pub mod intercept;
 pub mod log;
+pub mod metrics;
+pub mod pinning;
 pub mod relay;
 pub mod resolve;
 pub mod respond;
@@ -48,6 +51,8 @@ pub struct Snapshot {
     pub upstream: Arc<UpstreamTls>,
     /// Pooled plain-HTTP client over `dialer`.
     pub http: forward::HttpClient,
+    /// Proxy authentication, when `auth.htpasswd` is set.
+    pub auth: Option<auth::Auth>,
 }
 
 impl Snapshot {
@@ -57,6 +62,7 @@ impl Snapshot {
         engine: Arc<Engine>,
         dialer: Arc<Dialer>,
         upstream: Arc<UpstreamTls>,
+        auth: Option<auth::Auth>,
     ) -> Self {
         let http = forward::http_client(dialer.clone());
         Self {
@@ -65,6 +71,7 @@ impl Snapshot {
             dialer,
             upstream,
             http,
+            auth,
         }
     }
 }
@@ -92,13 +99,23 @@ pub struct Runtime {
     pub log: AccessLog,
     /// Counters.
     pub stats: Stats,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// The pinning store, when the data dir has one.
+    pub pinning: Option<pinning::Pinning>,
     conn_ids: AtomicU64,
     idle: Notify,
 }
 
 impl Runtime {
     /// Assembles the runtime.
-    pub fn new(snapshot: Snapshot, minter: Arc<Minter>, log: AccessLog) -> Arc<Self> {
+    pub fn new(
+        snapshot: Snapshot,
+        minter: Arc<Minter>,
+        log: AccessLog,
+        pinning: Option<pinning::Pinning>,
+    ) -> Arc<Self> {
+        let metrics = log.metrics().clone();
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             exceptions: ArcSwap::from_pointee(Exceptions::empty()),
@@ -106,6 +123,8 @@ impl Runtime {
             server_template: Arc::new(server_template()),
             log,
             stats: Stats::default(),
+            metrics,
+            pinning,
             conn_ids: AtomicU64::new(1),
             idle: Notify::new(),
         })
@@ -191,6 +210,7 @@ pub async fn serve(listener: TcpListener, rt: Arc<Runtime>, mut shutdown: watch:
         let _ = stream.set_nodelay(true);
         rt.stats.accepted.fetch_add(1, Ordering::Relaxed);
         rt.stats.active.fetch_add(1, Ordering::AcqRel);
+        rt.metrics.active.inc();
         let cx = Arc::new(ConnCtx {
             id: rt.next_id(),
             client,
@@ -200,6 +220,7 @@ pub async fn serve(listener: TcpListener, rt: Arc<Runtime>, mut shutdown: watch:
         });
         tokio::spawn(async move {
             front::serve_client(stream, cx.clone()).await;
+            cx.rt.metrics.active.dec();
             if cx.rt.stats.active.fetch_sub(1, Ordering::AcqRel) == 1 {
                 cx.rt.idle.notify_waiters();
             }

@@ -3,14 +3,17 @@
 //! on stdout or a disk. If the writer falls behind, records are dropped and counted rather than
 //! blocking connections.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
+
+use crate::metrics::Metrics;
 
 /// Upstream certificate details, where seen.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -78,10 +81,16 @@ pub struct AccessRecord {
     pub tls_version: Option<String>,
     /// Upstream certificate.
     pub upstream_cert: Option<UpstreamCert>,
+    /// Observations behind a learned or approved bypass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<u32>,
     /// SNI and CONNECT host differed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sni_mismatch: bool,
 }
+
+/// How many recent records the admin API can show.
+pub const RECENT: usize = 2000;
 
 /// Where records go.
 #[derive(Clone)]
@@ -89,6 +98,8 @@ pub struct AccessLog {
     tx: SyncSender<AccessRecord>,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
+    recent: Arc<Mutex<VecDeque<AccessRecord>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl AccessLog {
@@ -105,23 +116,42 @@ impl AccessLog {
         };
         let (tx, rx) = sync_channel(65_536);
         let written = Arc::new(AtomicU64::new(0));
-        let w = written.clone();
+        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
+        let (w, r) = (written.clone(), recent.clone());
         std::thread::Builder::new()
             .name("sluice-access-log".into())
-            .spawn(move || write_loop(rx, out, &w))?;
+            .spawn(move || write_loop(rx, out, &w, &r))?;
+        let metrics = Arc::new(Metrics::new());
         Ok(Self {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             written,
+            recent,
+            metrics,
         })
+    }
+
+    /// The metrics every emitted record is counted in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The most recent records written, oldest first.
+    pub fn recent(&self) -> Vec<AccessRecord> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Queues a record; never blocks.
     pub fn emit(&self, record: AccessRecord) {
+        self.metrics.record(&record);
         match self.tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.log_dropped.inc();
             }
         }
     }
@@ -137,7 +167,12 @@ impl AccessLog {
     }
 }
 
-fn write_loop(rx: Receiver<AccessRecord>, out: Box<dyn Write + Send>, written: &AtomicU64) {
+fn write_loop(
+    rx: Receiver<AccessRecord>,
+    out: Box<dyn Write + Send>,
+    written: &AtomicU64,
+    recent: &Mutex<VecDeque<AccessRecord>>,
+) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     while let Ok(first) = rx.recv() {
         let mut n = 0;
@@ -148,6 +183,12 @@ fn write_loop(rx: Receiver<AccessRecord>, out: Box<dyn Write + Send>, written: &
             if serde_json::to_writer(&mut out, &record).is_ok() {
                 let _ = out.write_all(b"\n");
                 n += 1;
+            }
+            if let Ok(mut r) = recent.lock() {
+                if r.len() == RECENT {
+                    r.pop_front();
+                }
+                r.push_back(record);
             }
             next = if n < 1024 { rx.try_recv().ok() } else { None };
         }

@@ -145,11 +145,8 @@ pub async fn run(
             finish(&cx, t, &counters, Some("block"), d.reason, None);
         }
         Action::Bypass => {
-            let reason = match d.evidence {
-                Some(n) => format!("{} ({n} observations)", d.reason),
-                None => d.reason.to_string(),
-            };
-            bypass(client, buf.freeze(), upstream, t, &cx, &reason, &counters).await;
+            t.rec.evidence = d.evidence;
+            bypass(client, buf.freeze(), upstream, t, &cx, d.reason, &counters).await;
         }
         Action::Decrypt => {
             let name = sni.map_or_else(|| t.host.clone(), Host::Domain);

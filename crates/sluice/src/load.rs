@@ -96,3 +96,21 @@ pub(crate) fn ca(config: &Config, data_dir: &Path) -> Result<sluice_tls::ca::Ca,
     };
     result.map_err(|e| Failure::runtime(format!("CA: {e}")))
 }
+
+/// Proxy authentication from `auth.htpasswd`, every bad line reported.
+pub(crate) fn auth(config: &Config) -> Result<Option<sluice_proxy::auth::Auth>, Failure> {
+    let Some(path) = &config.htpasswd else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("auth.htpasswd: {}: {e}", path.display())))?;
+    let file = path.display().to_string();
+    let htpasswd = sluice_policy::htpasswd::Htpasswd::parse(&text, &file).map_err(|issues| {
+        let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        Failure::usage(format!("auth.htpasswd:\n{}", lines.join("\n")))
+    })?;
+    Ok(Some(sluice_proxy::auth::Auth::new(
+        htpasswd,
+        config.auth_realm.clone(),
+    )))
+}

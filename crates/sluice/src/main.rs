@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod load;
+mod pinning;
+mod policy_test;
 mod run;
 
 /// sluice: a secure web gateway that decrypts what it should, and leaves pinned apps alone.
@@ -57,6 +59,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: AppsCommand,
     },
+    /// Certificate-pinning suspects, learned bypasses and approvals.
+    Pinning {
+        #[command(subcommand)]
+        command: PinningCommand,
+    },
+    /// Policy as code.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -89,6 +101,50 @@ pub(crate) enum AppsCommand {
         /// JSON object.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PinningCommand {
+    /// Suspects, learned bypasses, approvals and rejections.
+    List {
+        /// JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a permanent exception for a host, with the evidence attached.
+    Approve {
+        /// The host.
+        host: String,
+        /// `fingerprint` (only the pinning client) or `host` (every client).
+        #[arg(long, default_value = "fingerprint")]
+        scope: String,
+        /// The fingerprint to approve when the host has several.
+        #[arg(long)]
+        ja4: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Reject a host: never learned again until cleared.
+    Reject {
+        /// The host.
+        host: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Suspects as catalog `[[app]]` TOML for review.
+    Export,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Check expected decisions (`[[case]] host, client?, user?, sni?, expect`); exit 1 on any
+    /// mismatch.
+    Test {
+        /// The cases file.
+        cases: PathBuf,
     },
 }
 
@@ -152,6 +208,20 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => cli::config_check(file),
+        Command::Policy {
+            command: PolicyCommand::Test { cases },
+        } => policy_test::run(&args, cases),
+        Command::Pinning { command } => match command {
+            PinningCommand::List { json } => pinning::list(&args, *json),
+            PinningCommand::Approve {
+                host,
+                scope,
+                ja4,
+                note,
+            } => pinning::approve(&args, host, scope, ja4.as_deref(), note),
+            PinningCommand::Reject { host, note } => pinning::reject(&args, host, note),
+            PinningCommand::Export => pinning::export(&args),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

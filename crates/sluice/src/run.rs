@@ -2,12 +2,15 @@
 //! reload on SIGHUP (a bad new config is logged and the old one keeps serving).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use sluice_policy::config::{Config, LogTarget};
 use sluice_proxy::log::AccessLog;
+use sluice_proxy::pinning::Pinning;
 use sluice_proxy::resolve::{load_hosts, Dialer};
 use sluice_proxy::{Runtime, Snapshot};
+use sluice_store::{Store, WriterHandle};
 use sluice_tls::mint::Minter;
 use sluice_tls::verify::UpstreamTls;
 use tokio::net::TcpListener;
@@ -15,6 +18,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::{load, Args, Failure};
+
+/// The event store's file name inside the data dir.
+pub(crate) const STORE_FILE: &str = "sluice.db";
 
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     init_tracing();
@@ -30,10 +36,15 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("tokio runtime: {e}")))?;
-    runtime.block_on(serve(args, config, ca))
+    runtime.block_on(serve(args, config, ca, &data_dir))
 }
 
-async fn serve(args: &Args, config: Config, ca: Arc<sluice_tls::ca::Ca>) -> Result<(), Failure> {
+async fn serve(
+    args: &Args,
+    config: Config,
+    ca: Arc<sluice_tls::ca::Ca>,
+    data_dir: &Path,
+) -> Result<(), Failure> {
     let mut proxies = Vec::new();
     for addr in &config.proxy.listen {
         let l = TcpListener::bind(addr)
@@ -57,7 +68,9 @@ async fn serve(args: &Args, config: Config, ca: Arc<sluice_tls::ca::Ca>) -> Resu
         .map_err(|e| Failure::runtime(format!("log.access: {e}")))?;
     let snapshot = build_snapshot(config, &own)?;
     let minter = Arc::new(Minter::new(ca.clone(), snapshot.config.ca.leaf_cache));
-    let rt = Runtime::new(snapshot, minter, log);
+    let (pinning, writer) = open_store(data_dir)?;
+    let rt = Runtime::new(snapshot, minter, log, Some(pinning));
+    tokio::spawn(sluice_proxy::pinning::follow(rt.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let proxy_addrs: Vec<String> = proxies
         .iter()
@@ -95,7 +108,27 @@ async fn serve(args: &Args, config: Config, ca: Arc<sluice_tls::ca::Ca>) -> Resu
     if tokio::time::timeout(grace, rt.drained()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+    if let Some(p) = &rt.pinning {
+        let _ = p.sink.flush();
+    }
+    drop(writer);
     Ok(())
+}
+
+/// The event store in the data dir and its observation writer.
+fn open_store(data_dir: &Path) -> Result<(Pinning, WriterHandle), Failure> {
+    let path = data_dir.join(STORE_FILE);
+    let store = Store::open(&path).map_err(|e| Failure::runtime(format!("event store: {e}")))?;
+    let (sink, writer) = store
+        .writer(4096)
+        .map_err(|e| Failure::runtime(format!("event store: {e}")))?;
+    Ok((
+        Pinning {
+            store: Arc::new(store),
+            sink,
+        },
+        writer,
+    ))
 }
 
 /// Compiles a snapshot from a config (used at start and on reload).
@@ -112,11 +145,14 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
         own.to_vec(),
         config.proxy.timeouts.connect,
     );
+    let auth = load::auth(&config)?;
+    let (config, engine) = (Arc::new(config), Arc::new(engine));
     Ok(Snapshot::new(
-        Arc::new(config),
-        Arc::new(engine),
+        config,
+        engine,
         Arc::new(dialer),
         Arc::new(upstream),
+        auth,
     ))
 }
 
@@ -129,24 +165,44 @@ async fn wait_for_signals(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
         tracing::error!("cannot install signal handlers");
         return std::future::pending().await;
     };
+    // A changed config file reloads like SIGHUP (checked every 2 s by modification time).
+    let mut watch = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut stamp = config_stamp(args);
     loop {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
             _ = hup.recv() => reload(args, rt, own),
+            _ = watch.tick() => {
+                let now = config_stamp(args);
+                if now != stamp {
+                    stamp = now;
+                    reload(args, rt, own);
+                }
+            }
         }
     }
 }
 
+fn config_stamp(args: &Args) -> Option<std::time::SystemTime> {
+    let path = args.config.as_ref()?;
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 fn reload(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
+    let result_label = |ok| sluice_proxy::metrics::ResultLabels {
+        result: if ok { "ok" } else { "failed" },
+    };
     let result = load::config(args).and_then(|c| build_snapshot(c, own));
     match result {
         Ok(snapshot) => {
             rt.snapshot.store(Arc::new(snapshot));
+            rt.metrics.reloads.get_or_create(&result_label(true)).inc();
             tracing::warn!("configuration reloaded");
             eprintln!("sluice reloaded");
         }
         Err(f) => {
+            rt.metrics.reloads.get_or_create(&result_label(false)).inc();
             tracing::error!(error = %f.message, "reload rejected; the previous configuration keeps serving");
             eprintln!("sluice reload failed: {}", f.message);
         }

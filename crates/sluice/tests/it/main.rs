@@ -6,6 +6,8 @@
 mod cli;
 mod data_path;
 mod hostile;
+mod pinning;
+mod policy;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,160 @@
+//! Certificate-pinning detection on decrypted connections, and the exceptions it feeds.
+//!
+//! After sluice presented a minted leaf, a client that rejects it shows one of two signals
+//! (DESIGN.md "Pinning detection"): a fatal certificate alert during the handshake
+//! (`alert:unknown_ca`, ...), or a completed handshake followed by a close (FIN, RST or
+//! close_notify) before one byte of application data within `pinning.quiet_window`
+//! (`closed-after-handshake`). Each becomes an observation for the store, written off the data
+//! path; a client that idles longer, or sends a request, is never an observation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_policy::config::{LearnScope, PinningMode};
+use sluice_policy::exceptions::{Exceptions, Grant};
+use sluice_policy::name::DomainName;
+use sluice_store::{LearnParams, Observation, ObservationSink, Scope, Store, SuspectRule};
+
+use crate::log::AccessRecord;
+use crate::Runtime;
+
+/// Fatal alerts that mean "I do not accept this certificate" (RFC 8446 §6.2).
+const CERTIFICATE_ALERTS: &[&str] = &[
+    "bad_certificate",
+    "unsupported_certificate",
+    "certificate_revoked",
+    "certificate_expired",
+    "certificate_unknown",
+    "unknown_ca",
+];
+
+/// The signal name of a closed-without-data connection.
+pub const CLOSED_AFTER_HANDSHAKE: &str = "closed-after-handshake";
+
+/// The store connection of a running gateway.
+pub struct Pinning {
+    /// The store (CLI and admin share the file).
+    pub store: Arc<Store>,
+    /// Non-blocking observation writer.
+    pub sink: ObservationSink,
+}
+
+/// Whether a client handshake error (as `intercept` formats it) is a pinning signal.
+pub fn alert_signal(error: &str) -> Option<&str> {
+    let alert = error.strip_prefix("alert:")?;
+    CERTIFICATE_ALERTS.contains(&alert).then_some(error)
+}
+
+/// Records an observation for a decrypted connection's client, if the policy's mode asks
+/// for it. Never blocks: a full queue is counted and dropped.
+pub fn observe(rt: &Runtime, rec: &AccessRecord, signal: &str) {
+    let Some(pinning) = &rt.pinning else { return };
+    let snap = rt.snapshot.load();
+    let policy = rec.policy.as_deref().unwrap_or("default");
+    let mode = snap.engine.pinning_mode(policy);
+    if mode == PinningMode::Off {
+        return;
+    }
+    let cfg = &snap.config.pinning;
+    let host = rec
+        .sni
+        .clone()
+        .or_else(|| rec.host.clone())
+        .unwrap_or_default();
+    let obs = Observation {
+        ts: crate::front::unix_now(),
+        host,
+        app: rec.app.clone(),
+        client: rec.client.clone(),
+        user: rec.user.clone(),
+        policy: policy.to_string(),
+        signal: signal.to_string(),
+        ja4: rec.ja4.clone().unwrap_or_default(),
+        rule: SuspectRule {
+            threshold: cfg.threshold,
+            window_secs: secs(cfg.window),
+        },
+        learn: (mode == PinningMode::Learn).then(|| LearnParams {
+            ttl_secs: secs(cfg.learned_ttl),
+            scope: match cfg.scope {
+                LearnScope::Fingerprint => Scope::Fingerprint,
+                LearnScope::Host => Scope::Host,
+            },
+        }),
+    };
+    let label = crate::metrics::FailureLabels {
+        side: "client".into(),
+        signal: signal.to_string(),
+    };
+    rt.metrics.pinning_observations.get_or_create(&label).inc();
+    if pinning.sink.try_record(obs).is_err() {
+        rt.metrics.store_dropped.inc();
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Compiles the store's exceptions into the policy engine's lookup.
+pub fn compile(ex: &sluice_store::Exceptions) -> Exceptions {
+    let mut out = Exceptions::empty();
+    for a in &ex.approved {
+        if let Ok(host) = DomainName::parse(&a.host) {
+            out.approve(
+                host,
+                Grant {
+                    ja4: a.ja4.clone(),
+                    expires: None,
+                    evidence: 0,
+                },
+            );
+        }
+    }
+    for l in &ex.learned {
+        if let Ok(host) = DomainName::parse(&l.host) {
+            let evidence = u32::try_from(l.evidence_count).unwrap_or(u32::MAX);
+            out.learn(
+                host,
+                Grant {
+                    ja4: l.ja4.clone(),
+                    expires: Some(l.expires),
+                    evidence,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Keeps `rt.exceptions` in step with the store: polls its change counter every second (the
+/// CLI and admin API write from other connections or processes) and recompiles on change, and
+/// at least every minute so expiries take effect.
+pub async fn follow(rt: Arc<Runtime>) {
+    let Some(store) = rt.pinning.as_ref().map(|p| p.store.clone()) else {
+        return;
+    };
+    let mut seen = None;
+    let mut ticks = 0u32;
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        ticks += 1;
+        let s = store.clone();
+        let version = tokio::task::spawn_blocking(move || s.exceptions_version()).await;
+        let Ok(Ok(version)) = version else { continue };
+        if seen == Some(version) && ticks % 60 != 0 {
+            continue;
+        }
+        let s = store.clone();
+        let now = crate::front::unix_now();
+        match tokio::task::spawn_blocking(move || s.exceptions_snapshot(now)).await {
+            Ok(Ok(snapshot)) => {
+                rt.exceptions.store(Arc::new(compile(&snapshot)));
+                seen = Some(snapshot.version);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading pinning exceptions failed"),
+            Err(_) => {}
+        }
+    }
+}
