@@ -29,9 +29,16 @@ fuzz_target!(|data: &[u8]| {
             Ok(None) => {}
             Ok(Some(hello)) => {
                 assert!(hello.consumed <= len, "consumed past the prefix");
-                assert_eq!(whole.as_ref(), Ok(&Some(hello)), "prefix {len} parsed differently");
+                assert_eq!(
+                    whole.as_ref(),
+                    Ok(&Some(hello)),
+                    "prefix {len} parsed differently"
+                );
             }
-            Err(e) => assert!(whole.is_err(), "prefix {len} failed ({e}) but the whole parsed"),
+            Err(e) => assert!(
+                whole.is_err(),
+                "prefix {len} failed ({e}) but the whole parsed"
+            ),
         }
         len += if len < DENSE_PREFIXES { 1 } else { stride };
     }
@@ -47,7 +54,8 @@ fn check_ja4(hello: &ClientHello) {
         let (b, c) = rest.split_once('_')?;
         let a = a.as_bytes();
         let version = std::str::from_utf8(a.get(1..3)?).ok()?;
-        let is_hex12 = |s: &str| s.len() == 12 && s.bytes().all(|x| matches!(x, b'0'..=b'9' | b'a'..=b'f'));
+        let is_hex12 =
+            |s: &str| s.len() == 12 && s.bytes().all(|x| matches!(x, b'0'..=b'9' | b'a'..=b'f'));
         Some(
             a.len() == 10
                 && a[0] == b't'

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     let host = Host::parse(s);
     if let Ok(h) = &host {
         let text = h.to_string();
-        assert_eq!(Host::parse(&text).as_ref(), Ok(h), "host {text:?} did not round-trip");
+        assert_eq!(
+            Host::parse(&text).as_ref(),
+            Ok(h),
+            "host {text:?} did not round-trip"
+        );
         if let Some(d) = h.as_domain() {
             assert!(d.is_within(d));
             assert_eq!(DomainName::parse(d.as_str()).as_ref(), Ok(d));
@@ -29,8 +33,15 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(p) = Pattern::parse(s) {
         let text = p.to_string();
-        assert_eq!(Pattern::parse(&text).as_ref(), Ok(&p), "pattern {text:?} did not round-trip");
-        assert!(p.matches(p.domain()), "pattern {text:?} does not match its own domain");
+        assert_eq!(
+            Pattern::parse(&text).as_ref(),
+            Ok(&p),
+            "pattern {text:?} did not round-trip"
+        );
+        assert!(
+            p.matches(p.domain()),
+            "pattern {text:?} does not match its own domain"
+        );
         let _ = p.warning();
     }
 });

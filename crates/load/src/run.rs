@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::task::JoinSet;
 
 use crate::client::Dialer;
-use crate::stats::{Report, Stats};
+use crate::stats::{self, Report, Stats};
 
 /// How requests are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -44,12 +44,15 @@ pub(crate) struct Budget {
 
 /// Everything the workers share.
 pub(crate) struct Plan {
+    /// Opens connections (through the proxy or direct).
     pub(crate) dialer: Dialer,
+    /// How requests are sent.
     pub(crate) mode: Mode,
     /// Workers (`keepalive`, `newconn`) or connections (`h2`).
     pub(crate) connections: usize,
     /// Concurrent streams per connection (`h2` only).
     pub(crate) streams: usize,
+    /// When to stop.
     pub(crate) budget: Budget,
     /// Origin-form URI (`/1k`) for HTTP/1.1.
     pub(crate) path: Uri,
@@ -69,6 +72,7 @@ const MAX_PRINTED_ERRORS: u64 = 5;
 // === impl Budget ===
 
 impl Budget {
+    /// Stops at `deadline`, after `requests` requests, or at whichever comes first.
     pub(crate) fn new(deadline: Option<Instant>, requests: Option<u64>) -> Self {
         Self {
             deadline,
@@ -105,6 +109,7 @@ impl Plan {
     pub(crate) async fn run(self) -> anyhow::Result<Report> {
         let plan = Arc::new(self);
         let start = Instant::now();
+        let cpu_start = stats::process_cpu_time();
         let mut set = JoinSet::new();
         for _ in 0..plan.connections {
             let p = plan.clone();
@@ -131,6 +136,9 @@ impl Plan {
             via: plan.dialer.via(),
             concurrency,
             elapsed: start.elapsed(),
+            cpu: stats::process_cpu_time()
+                .zip(cpu_start)
+                .map(|(end, begin)| end.saturating_sub(begin)),
             stats,
         })
     }

@@ -43,13 +43,18 @@ pub(crate) struct Report {
     pub(crate) via: &'static str,
     /// Concurrent requests in flight (workers, or connections × streams).
     pub(crate) concurrency: usize,
+    /// Wall-clock time from the first connection to the last response.
     pub(crate) elapsed: Duration,
+    /// CPU time (user + system) this process used during the run, when `/proc` tells.
+    pub(crate) cpu: Option<Duration>,
+    /// Every worker's counts, merged.
     pub(crate) stats: Stats,
 }
 
 // === impl Histogram ===
 
 impl Histogram {
+    /// An empty histogram.
     pub(crate) fn new() -> Self {
         Self {
             counts: vec![0; BUCKETS].into_boxed_slice(),
@@ -58,6 +63,7 @@ impl Histogram {
         }
     }
 
+    /// Counts one sample.
     pub(crate) fn record(&mut self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.counts[bucket(ns)] += 1;
@@ -65,6 +71,7 @@ impl Histogram {
         self.max = self.max.max(ns);
     }
 
+    /// Adds another histogram's samples to this one.
     pub(crate) fn merge(&mut self, other: &Self) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
@@ -90,6 +97,7 @@ impl Histogram {
         Duration::from_nanos(self.max)
     }
 
+    /// The largest sample (exact, not bucketed).
     pub(crate) fn max(&self) -> Duration {
         Duration::from_nanos(self.max)
     }
@@ -121,6 +129,7 @@ fn midpoint(i: usize) -> u64 {
 // === impl Stats ===
 
 impl Stats {
+    /// Nothing counted yet.
     pub(crate) fn new() -> Self {
         Self {
             latency: Histogram::new(),
@@ -130,6 +139,7 @@ impl Stats {
         }
     }
 
+    /// Adds another worker's counts to these.
     pub(crate) fn merge(&mut self, other: &Self) {
         self.latency.merge(&other.latency);
         self.requests += other.requests;
@@ -154,11 +164,18 @@ impl Report {
         self.stats.latency.quantile(q).as_secs_f64() * 1e3
     }
 
+    /// CPU use of this process over the run, in % of one CPU (-1 when unknown).
+    fn cpu_pct(&self) -> f64 {
+        self.cpu.map_or(-1.0, |c| {
+            c.as_secs_f64() * 100.0 / self.elapsed.as_secs_f64().max(1e-9)
+        })
+    }
+
     /// One line for humans.
     pub(crate) fn summary(&self) -> String {
         format!(
             "mode={} via={} c={} elapsed={:.2}s requests={} errors={} rps={:.1} mbps={:.1} \
-             p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
+             p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms cpu={:.0}%",
             self.mode,
             self.via,
             self.concurrency,
@@ -171,6 +188,7 @@ impl Report {
             self.ms(0.9),
             self.ms(0.99),
             self.stats.latency.max().as_secs_f64() * 1e3,
+            self.cpu_pct(),
         )
     }
 
@@ -190,9 +208,24 @@ impl Report {
             "p90_ms": round(self.ms(0.9), 3),
             "p99_ms": round(self.ms(0.99), 3),
             "max_ms": round(self.stats.latency.max().as_secs_f64() * 1e3, 3),
+            "cpu_pct": round(self.cpu_pct(), 1),
         })
         .to_string()
     }
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat` (Linux; `None`
+/// elsewhere). Fields 14 and 15 count clock ticks of `USER_HZ`, which is 100 on every Linux
+/// architecture sluice targets (`getconf CLK_TCK`).
+pub(crate) fn process_cpu_time() -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11); // field 3 (state) is index 0
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
 
 fn round(v: f64, digits: i32) -> f64 {
@@ -237,6 +270,13 @@ mod tests {
         assert!((p99 - 990.0).abs() < 20.0, "{p99}");
         assert_eq!(h.max(), Duration::from_micros(1000));
         assert_eq!(Histogram::new().quantile(0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn cpu_time_is_readable_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(process_cpu_time().is_some());
+        }
     }
 
     #[test]

@@ -141,6 +141,12 @@ impl Engine {
             .map(|(_, c)| self.category_names[*c as usize].as_str())
     }
 
+    /// Whether a category name (lowercase) is known: a catalog app's category or a list's.
+    pub fn known_category(&self, category: &str) -> bool {
+        self.apps.iter().any(|a| a.category == category)
+            || self.category_names.iter().any(|c| c == category)
+    }
+
     /// Names of the policies, in evaluation order (fallback last).
     pub fn policy_names(&self) -> Vec<&str> {
         self.policies.iter().map(|p| p.name.as_str()).collect()

@@ -271,14 +271,17 @@ impl Htpasswd {
         }
     }
 
-    /// Whether `password` is `user`'s password.
+    /// Whether `password` is `user`'s password. Passwords longer than [`MAX_PASSWORD_LEN`] or
+    /// containing NUL never are.
     ///
     /// Digests are compared in constant time. An unknown user costs about as much as a known one
     /// (a decoy entry is checked and its result thrown away), so timing does not tell which user
     /// names exist. Slow by design for bcrypt and SHA-crypt: callers on the data path should go
     /// through [`VerifiedCache::verify`].
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        if password.len() > MAX_PASSWORD_LEN {
+        // `htpasswd` and every `crypt(3)` stop at a NUL, so no stored hash covers a password with
+        // one; bcrypt here would hash past it and disagree with Apache.
+        if password.len() > MAX_PASSWORD_LEN || password.contains('\0') {
             return false;
         }
         match self.entries.get(user) {

@@ -7,6 +7,7 @@
 //! parse whatever the client sent optimistically behind it (RFC 9931; security matrix PP-02).
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -44,10 +45,41 @@ pub async fn serve_client(stream: TcpStream, cx: Arc<ConnCtx>) {
         .keep_alive(true);
     let svc_cx = cx.clone();
     let svc_counters = counters.clone();
-    let service = service_fn(move |req| handle(req, svc_cx.clone(), svc_counters.clone()));
-    if let Err(e) = builder.serve_connection(io, service).with_upgrades().await {
-        log_parse_error(&cx, &counters, &e);
+    let requests = Arc::new(AtomicU64::new(0));
+    let seen = requests.clone();
+    let service = service_fn(move |req| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        handle(req, svc_cx.clone(), svc_counters.clone())
+    });
+    let result = builder.serve_connection(io, service).with_upgrades().await;
+    let served = requests.load(Ordering::Relaxed);
+    let logged = match &result {
+        // A keep-alive connection that goes quiet after its requests is simply closed.
+        Err(e) if e.is_timeout() && served > 0 => true,
+        Err(e) => log_parse_error(&cx, &counters, e),
+        Ok(()) => false,
+    };
+    // Every connection ends in one record, even one that never sent a request (DL-01).
+    if !logged && served == 0 {
+        let error = result.err().map(|e| e.to_string());
+        log_idle(&cx, &counters, error);
     }
+}
+
+fn log_idle(cx: &ConnCtx, counters: &Counters, error: Option<String>) {
+    let (up, down) = counters.get();
+    cx.rt.log.emit(AccessRecord {
+        ts: timestamp(SystemTime::now()),
+        conn_id: cx.id,
+        client: cx.client.ip().to_string(),
+        kind: "connect",
+        reason: Some("client_closed_without_request".into()),
+        error,
+        bytes_up: up,
+        bytes_down: down,
+        duration_ms: cx.started.elapsed().as_millis() as u64,
+        ..Default::default()
+    });
 }
 
 async fn handle(
@@ -158,10 +190,10 @@ async fn connect(
     };
     let exceptions = cx.rt.exceptions.load();
     let decision = cx.snap.engine.decide(&q, &exceptions);
+    rec.policy = Some(decision.policy.to_string());
+    rec.app = decision.app.clone();
+    rec.category = decision.category.clone();
     if decision.action == Action::Block {
-        rec.policy = Some(decision.policy.to_string());
-        rec.app = decision.app.clone();
-        rec.category = decision.category.clone();
         rec.rule = decision.rule.map(|r| cx.snap.engine.describe(r));
         let detail = block_detail(&host.to_string(), &decision);
         return refuse(&cx, rec, 403, decision.reason, &detail);
@@ -194,9 +226,15 @@ async fn connect(
                     crate::tunnel::run(client, parts.read_buf, upstream, target, cx, counters)
                         .await;
                 }
-                Err(_) => tracing::error!("CONNECT upgrade had an unexpected I/O type"),
+                Err(_) => {
+                    let error = Some("unexpected upgrade I/O type".to_string());
+                    crate::tunnel::finish(&cx, target, &counters, None, "internal_error", error);
+                }
             },
-            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            Err(e) => {
+                let error = Some(e.to_string());
+                crate::tunnel::finish(&cx, target, &counters, None, "client_aborted", error);
+            }
         }
     });
     Response::new(Either::Right(Either::Right(Empty::new())))
@@ -227,9 +265,10 @@ pub(crate) fn refuse(
     Response::from_parts(parts, Either::Right(Either::Left(body)))
 }
 
-fn log_parse_error(cx: &ConnCtx, counters: &Counters, e: &hyper::Error) {
+/// Logs a head the client never completed or that was malformed; whether it logged.
+fn log_parse_error(cx: &ConnCtx, counters: &Counters, e: &hyper::Error) -> bool {
     if !e.is_parse() && !e.is_parse_too_large() && !e.is_timeout() {
-        return;
+        return false;
     }
     let (status, reason) = if e.is_parse_too_large() {
         (431, "request_head_too_large")
@@ -253,6 +292,7 @@ fn log_parse_error(cx: &ConnCtx, counters: &Counters, e: &hyper::Error) {
         duration_ms: cx.started.elapsed().as_millis() as u64,
         ..Default::default()
     });
+    true
 }
 
 /// What a block page says: the host, its application and category, and the policy.

@@ -23,7 +23,9 @@ use sluice_policy::name::Host;
 use sluice_tls::hello::ClientHello;
 use sluice_tls::mint::LeafName;
 use sluice_tls::peek::PrefixedIo;
-use sluice_tls::verify::{cert_summary, describe, upstream_error_code, AlpnOffer};
+use sluice_tls::verify::{
+    cert_failure, cert_summary, describe, upstream_error_code, AlpnOffer, CertSummary,
+};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
@@ -54,10 +56,12 @@ pub async fn run(
     counters: Arc<Counters>,
 ) {
     let offer = AlpnOffer::from_client(&hello.alpn);
-    let up = connect_upstream(&cx, upstream, &name, offer).await;
+    let mut seen = None;
+    let up = connect_upstream(&cx, upstream, &name, offer, &mut seen).await;
     let up = match up {
         Ok(up) => up,
         Err(code) => {
+            t.rec.upstream_cert = seen.map(upstream_cert);
             // Serve the failure as a page from the gateway; HTTP/1.1 unless the client only speaks h2.
             let alpn = if offer == AlpnOffer::H2 {
                 Some(b"h2".to_vec())
@@ -77,12 +81,7 @@ pub async fn run(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(|c| cert_summary(c.as_ref()))
-        .map(|s| UpstreamCert {
-            issuer: s.issuer,
-            subject: s.subject,
-            not_before: s.not_before,
-            not_after: s.not_after,
-        });
+        .map(upstream_cert);
     t.rec.reason = Some(reason.into());
     let mut tls = match accept_client(client, hello_bytes, &name, alpn.clone(), &cx).await {
         Ok(tls) => tls,
@@ -95,9 +94,19 @@ pub async fn run(
     };
     let quiet = cx.snap.config.pinning.quiet_window;
     let first = match tokio::time::timeout(quiet, first_data(&mut tls)).await {
-        Ok(Some(bytes)) => bytes,
+        Ok(Some(bytes)) => {
+            let host = t
+                .rec
+                .sni
+                .as_deref()
+                .or(t.rec.host.as_deref())
+                .unwrap_or_default();
+            let ja4 = t.rec.ja4.as_deref().unwrap_or_default();
+            cx.rt.activity.mark(cx.client.ip(), host, ja4);
+            bytes
+        }
         Ok(None) => {
-            pinning::observe(&cx.rt, &t.rec, pinning::CLOSED_AFTER_HANDSHAKE);
+            pinning::closed_after_handshake(cx.rt.clone(), &t.rec, cx.client.ip());
             let error = Some(pinning::CLOSED_AFTER_HANDSHAKE.to_string());
             return finish(&cx, t, &counters, Some("decrypt"), reason, error);
         }
@@ -119,6 +128,7 @@ async fn connect_upstream(
     tcp: TcpStream,
     name: &Host,
     offer: AlpnOffer,
+    seen: &mut Option<CertSummary>,
 ) -> Result<UpstreamTlsStream, &'static str> {
     let server_name = match name {
         Host::Domain(d) => {
@@ -134,16 +144,35 @@ async fn connect_upstream(
     cx.rt.metrics.upstream_tls_seconds.observe(elapsed);
     match result {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(io_tls_code(&e)),
+        Ok(Err(e)) => {
+            if let Some(leaf) = tls_error(&e)
+                .and_then(cert_failure)
+                .and_then(|f| f.leaf.clone())
+            {
+                *seen = Some(leaf);
+            }
+            Err(io_tls_code(&e))
+        }
         Err(_) => Err("upstream_tls_timeout"),
     }
 }
 
-fn io_tls_code(e: &std::io::Error) -> &'static str {
-    match e
-        .get_ref()
+fn upstream_cert(s: CertSummary) -> UpstreamCert {
+    UpstreamCert {
+        issuer: s.issuer,
+        subject: s.subject,
+        not_before: s.not_before,
+        not_after: s.not_after,
+    }
+}
+
+fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+}
+
+fn io_tls_code(e: &std::io::Error) -> &'static str {
+    match tls_error(e) {
         Some(tls) => upstream_error_code(tls),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => "upstream_closed_during_handshake",
         None => "upstream_reset_during_handshake",
@@ -307,7 +336,10 @@ async fn serve_decrypted(
             .serve_connection(io, service)
             .await
     } else {
+        // The head deadline also bounds how long an idle keep-alive connection is kept.
         hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(cx.snap.config.proxy.timeouts.header)
             .max_buf_size(64 * 1024)
             .serve_connection(io, service)
             .with_upgrades()
@@ -362,6 +394,8 @@ impl Inner {
                         resp.map(Either::Left)
                     }
                     Err(e) => {
+                        rec.decision = Some("block");
+                        rec.reason = Some("upstream_error".into());
                         rec.error = Some(e.clone());
                         let detail = "The origin server closed or reset the connection.";
                         respond::page(
@@ -395,6 +429,10 @@ impl Inner {
     /// The request must be for the host this connection was decided and verified for
     /// (security matrix PE-04): another authority gets 421, two Host headers 400.
     fn check_authority(&self, req: &Request<Incoming>) -> Result<(), (u16, &'static str)> {
+        // An origin is not a proxy: CONNECT inside a decrypted tunnel is refused (matrix PE-16).
+        if req.method() == http::Method::CONNECT {
+            return Err((405, "connect_in_tunnel"));
+        }
         let hosts = req.headers().get_all(header::HOST).iter().count();
         if hosts > 1 {
             return Err((400, "duplicate_host_header"));

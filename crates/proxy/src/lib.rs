@@ -103,6 +103,8 @@ pub struct Runtime {
     pub metrics: Arc<metrics::Metrics>,
     /// The pinning store, when the data dir has one.
     pub pinning: Option<pinning::Pinning>,
+    /// Recent decrypted connections that carried data (pinning false-positive guard).
+    pub activity: pinning::Activity,
     conn_ids: AtomicU64,
     idle: Notify,
 }
@@ -125,6 +127,7 @@ impl Runtime {
             stats: Stats::default(),
             metrics,
             pinning,
+            activity: pinning::Activity::default(),
             conn_ids: AtomicU64::new(1),
             idle: Notify::new(),
         })

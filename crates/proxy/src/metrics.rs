@@ -215,32 +215,34 @@ impl Metrics {
                     decision,
                 })
                 .inc_by(rec.bytes_down);
-            if reason.starts_with("upstream_") {
-                self.handshake_failures
-                    .get_or_create(&FailureLabels {
-                        side: "upstream".into(),
-                        signal: reason,
-                    })
-                    .inc();
-            } else if let Some(signal) = rec
-                .error
-                .as_deref()
-                .filter(|e| e.starts_with("alert:") || e.starts_with("client_"))
-            {
-                let signal = signal
-                    .split([' ', ':'])
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(":");
-                self.handshake_failures
-                    .get_or_create(&FailureLabels {
-                        side: "client".into(),
-                        signal,
-                    })
-                    .inc();
+            if reason.starts_with("upstream_cert_") || reason.starts_with("upstream_tls_") {
+                let labels = FailureLabels {
+                    side: "upstream".into(),
+                    signal: reason,
+                };
+                self.handshake_failures.get_or_create(&labels).inc();
+            } else if let Some(signal) = rec.error.as_deref().and_then(client_signal) {
+                let labels = FailureLabels {
+                    side: "client".into(),
+                    signal,
+                };
+                self.handshake_failures.get_or_create(&labels).inc();
             }
         } else {
             self.requests.get_or_create(&labels).inc();
         }
     }
+}
+
+/// The bounded signal of a client-side handshake failure (`alert:unknown_ca`,
+/// `client_tls_error`, `client_handshake_timeout`, ...), from the record's error text.
+fn client_signal(error: &str) -> Option<String> {
+    if let Some(alert) = error.strip_prefix("alert:") {
+        return Some(format!(
+            "alert:{}",
+            alert.split_whitespace().next().unwrap_or("")
+        ));
+    }
+    let code = error.split([':', ' ']).next().unwrap_or("");
+    code.starts_with("client_").then(|| code.to_string())
 }

@@ -7,8 +7,10 @@
 //! (`closed-after-handshake`). Each becomes an observation for the store, written off the data
 //! path; a client that idles longer, or sends a request, is never an observation.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sluice_policy::config::{LearnScope, PinningMode};
 use sluice_policy::exceptions::{Exceptions, Grant};
@@ -37,6 +39,72 @@ pub struct Pinning {
     pub store: Arc<Store>,
     /// Non-blocking observation writer.
     pub sink: ObservationSink,
+}
+
+/// Recent decrypted connections that carried application data, per (client, host,
+/// fingerprint). Browsers open speculative extra connections and close the unused ones right
+/// after the handshake; such a close is not a pinning signal when a sibling connection of the
+/// same client and fingerprint to the same host carried data around the same time.
+#[derive(Default)]
+pub struct Activity {
+    seen: Mutex<HashMap<(IpAddr, String, String), Instant>>,
+}
+
+/// Entries kept before old ones are pruned.
+const ACTIVITY_CAP: usize = 65_536;
+
+impl Activity {
+    /// Notes that a connection carried data now.
+    pub fn mark(&self, client: IpAddr, host: &str, ja4: &str) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if seen.len() >= ACTIVITY_CAP {
+            let horizon = Instant::now().checked_sub(Duration::from_secs(60));
+            seen.retain(|_, t| horizon.is_none_or(|h| *t > h));
+            if seen.len() >= ACTIVITY_CAP {
+                seen.clear();
+            }
+        }
+        seen.insert((client, host.to_string(), ja4.to_string()), Instant::now());
+    }
+
+    /// Whether a sibling connection carried data since `since`.
+    pub fn active_since(&self, client: IpAddr, host: &str, ja4: &str, since: Instant) -> bool {
+        let Ok(seen) = self.seen.lock() else {
+            return false;
+        };
+        seen.get(&(client, host.to_string(), ja4.to_string()))
+            .is_some_and(|t| *t >= since)
+    }
+}
+
+/// Judges a connection that closed after the handshake without data: after `quiet_window`
+/// (so siblings opened alongside it have had their chance to speak) it becomes an observation
+/// unless a sibling connection of the same client and fingerprint carried data.
+pub fn closed_after_handshake(rt: Arc<Runtime>, rec: &AccessRecord, client: IpAddr) {
+    let rec = rec.clone();
+    let quiet = rt.snapshot.load().config.pinning.quiet_window;
+    let since = Instant::now()
+        .checked_sub(quiet)
+        .unwrap_or_else(Instant::now);
+    tokio::spawn(async move {
+        tokio::time::sleep(quiet).await;
+        let host = rec
+            .sni
+            .clone()
+            .or_else(|| rec.host.clone())
+            .unwrap_or_default();
+        let ja4 = rec.ja4.clone().unwrap_or_default();
+        if rt.activity.active_since(client, &host, &ja4, since) {
+            tracing::debug!(
+                host,
+                "quiet close beside an active sibling connection: not a pinning signal"
+            );
+            return;
+        }
+        observe(&rt, &rec, CLOSED_AFTER_HANDSHAKE);
+    });
 }
 
 /// Whether a client handshake error (as `intercept` formats it) is a pinning signal.

@@ -44,6 +44,7 @@ pub fn title(status: u16) -> &'static str {
     match status {
         400 => "Bad request",
         403 => "Blocked by policy",
+        405 => "Method not allowed",
         407 => "Proxy authentication required",
         421 => "Misdirected request",
         431 => "Request header fields too large",

@@ -189,7 +189,10 @@ pub(crate) fn config_check(file: &Path) -> Result<(), Failure> {
                 eprintln!("{}: warning: {w}", file.display());
             }
             let catalog = load::catalog(&config)?;
-            load::engine(&config, &catalog)?;
+            let engine = load::engine(&config, &catalog)?;
+            for w in load::references(&config, &catalog, &engine)? {
+                eprintln!("warning: {w}");
+            }
             println!("{}: ok", file.display());
             Ok(())
         }

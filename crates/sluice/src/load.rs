@@ -88,6 +88,66 @@ fn load_category_dir(
     Ok(())
 }
 
+/// Cross-checks what the config names against the catalog and category lists: an unknown
+/// application id is an error (a typo would silently exempt nothing); an unknown category and
+/// an expired exception are warnings. Returns the warnings.
+pub(crate) fn references(
+    config: &Config,
+    catalog: &Catalog,
+    engine: &Engine,
+) -> Result<Vec<String>, Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for p in &config.policies {
+        for lists in [&p.bypass, &p.block] {
+            for e in &lists.apps {
+                if catalog.get(&e.value).is_none() {
+                    errors.push(format!(
+                        "{}: unknown application `{}` (see `sluice apps list`)",
+                        e.origin, e.text
+                    ));
+                }
+            }
+            for e in &lists.categories {
+                if !engine.known_category(&e.value) {
+                    warnings.push(format!(
+                        "{}: category `{}` is in no catalog app or category list",
+                        e.origin, e.text
+                    ));
+                }
+            }
+            let expired = lists
+                .domains
+                .iter()
+                .map(|e| (&e.origin, &e.text, e.expires))
+                .chain(lists.apps.iter().map(|e| (&e.origin, &e.text, e.expires)))
+                .chain(
+                    lists
+                        .categories
+                        .iter()
+                        .map(|e| (&e.origin, &e.text, e.expires)),
+                );
+            for (origin, text, expires) in expired {
+                if expires.is_some_and(|x| x <= now) {
+                    warnings.push(format!(
+                        "{origin}: exception `{text}` has expired and no longer applies"
+                    ));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(Failure::usage(format!(
+            "invalid configuration:\n{}",
+            errors.join("\n")
+        )))
+    }
+}
+
 /// The CA: configured files, or the data dir's (created on first run when `create`).
 pub(crate) fn ca(config: &Config, data_dir: &Path) -> Result<sluice_tls::ca::Ca, Failure> {
     let result = match (&config.ca.cert, &config.ca.key) {

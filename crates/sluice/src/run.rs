@@ -24,6 +24,10 @@ pub(crate) const STORE_FILE: &str = "sluice.db";
 
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     init_tracing();
+    // The process holds the CA private key: never write it into a core dump (matrix CK-02).
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
+        tracing::warn!(error = %e, "could not disable core dumps");
+    }
     let config = load::config(args)?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration");
@@ -80,13 +84,15 @@ async fn serve(
     for l in proxies {
         tokio::spawn(sluice_proxy::serve(l, rt.clone(), stop_rx.clone()));
     }
-    let router = sluice_admin::router(sluice_admin::AdminState { rt: rt.clone() });
+    let router = admin_router(&rt, data_dir, &proxy_addrs, admin_addr)?;
     let mut admin_stop = stop_rx.clone();
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = admin_stop.changed().await;
         };
-        if let Err(e) = axum::serve(admin, router)
+        // Connect info: the admin guard rate-limits failed token attempts per client address.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(admin, service)
             .with_graceful_shutdown(shutdown)
             .await
         {
@@ -115,6 +121,39 @@ async fn serve(
     Ok(())
 }
 
+/// The admin router with its token, catalog and audit trail. A listener on a non-loopback
+/// address needs a token file chosen by the administrator (security matrix AD-01): a token
+/// generated into the data dir is fine for a laptop, not for an exposed port.
+fn admin_router(
+    rt: &Arc<Runtime>,
+    data_dir: &Path,
+    proxy_addrs: &[String],
+    admin_addr: SocketAddr,
+) -> Result<axum::Router, Failure> {
+    let config = rt.snapshot.load().config.clone();
+    if !config.admin.listen.ip().is_loopback() && config.admin.token_file.is_none() {
+        return Err(Failure::usage(format!(
+            "admin.listen {} is not a loopback address: set admin.token_file to a file holding \
+             the admin token (at least {} characters), or listen on 127.0.0.1",
+            config.admin.listen,
+            sluice_admin::token::MIN_LEN
+        )));
+    }
+    let (token, token_source) =
+        sluice_admin::Token::load_or_create(config.admin.token_file.as_deref(), data_dir)
+            .map_err(|e| Failure::runtime(format!("admin token: {e}")))?;
+    let catalog = Arc::new(load::catalog(&config)?);
+    let settings = sluice_admin::Settings {
+        token,
+        token_source,
+        proxy_addrs: proxy_addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+        admin_addr: Some(admin_addr),
+        audit_file: Some(data_dir.join(sluice_admin::audit::AUDIT_FILE)),
+    };
+    let state = sluice_admin::AdminState::new(rt.clone(), catalog, settings);
+    Ok(sluice_admin::router(state))
+}
+
 /// The event store in the data dir and its observation writer.
 fn open_store(data_dir: &Path) -> Result<(Pinning, WriterHandle), Failure> {
     let path = data_dir.join(STORE_FILE);
@@ -135,6 +174,9 @@ fn open_store(data_dir: &Path) -> Result<(Pinning, WriterHandle), Failure> {
 fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failure> {
     let catalog = load::catalog(&config)?;
     let engine = load::engine(&config, &catalog)?;
+    for w in load::references(&config, &catalog, &engine)? {
+        tracing::warn!(warning = %w, "configuration");
+    }
     let hosts = load_hosts(config.upstream.hosts_file.as_deref())
         .map_err(|e| Failure::usage(format!("upstream.hosts_file: {e}")))?;
     let upstream = UpstreamTls::new(&config.upstream.extra_roots)

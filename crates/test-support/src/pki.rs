@@ -295,6 +295,33 @@ impl Authority {
 // === impl Leaf ===
 
 impl Leaf {
+    /// A leaf from PEM files made elsewhere (e.g. the security matrix's `mkpki.sh`, which
+    /// makes certificates rcgen refuses to: MD5-signed, v1 intermediates, NUL in a name).
+    /// `chain_pem` is what the server sends, leaf first; `key_pem` must be PKCS#8.
+    pub fn from_pem_files(names: &[&str], chain_pem: &Path, key_pem: &Path) -> Self {
+        use rustls_pki_types::pem::PemObject;
+        let chain_der: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain_pem)
+            .unwrap_or_else(|e| panic!("read {}: {e}", chain_pem.display()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("parse {}: {e}", chain_pem.display()));
+        let key = PrivatePkcs8KeyDer::from_pem_file(key_pem)
+            .unwrap_or_else(|e| panic!("read PKCS#8 key {}: {e}", key_pem.display()));
+        let cert_der = chain_der.first().cloned().expect("chain has a leaf");
+        let spki = x509_parser::parse_x509_certificate(cert_der.as_ref())
+            .map(|(_, c)| Sha256::digest(c.public_key().raw).to_vec())
+            .unwrap_or_default();
+        Self {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            cert_pem_path: chain_pem.to_path_buf(),
+            chain_pem_path: chain_pem.to_path_buf(),
+            key_pem_path: key_pem.to_path_buf(),
+            spki_sha256_b64: base64::engine::general_purpose::STANDARD.encode(spki),
+            cert_der,
+            chain_der,
+            key_pkcs8: key.secret_pkcs8_der().to_vec(),
+        }
+    }
+
     /// The private key (PKCS#8 DER).
     pub fn key_der(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()))

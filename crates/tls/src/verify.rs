@@ -102,10 +102,17 @@ impl UpstreamTls {
             }
         }
         let count = roots.len();
-        let roots = Arc::new(roots);
+        let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+            .build()
+            .map_err(|e| RootsError::Invalid {
+                path: PathBuf::from("<roots>"),
+                message: e.to_string(),
+            })?;
+        let verifier = Arc::new(ClassifyingVerifier { inner: webpki });
         let make = |offer: AlpnOffer| {
             let mut config = ClientConfig::builder()
-                .with_root_certificates(roots.clone())
+                .dangerous()
+                .with_custom_certificate_verifier(verifier.clone())
                 .with_no_client_auth();
             config.alpn_protocols = offer.protocols();
             config.resumption = Resumption::in_memory_sessions(4096);
@@ -159,9 +166,135 @@ fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, RootsError> {
     Ok(certs)
 }
 
+/// A certificate validation failure, classified more precisely than webpki's error (a
+/// self-signed leaf and a missing intermediate both surface as "unknown issuer"), with the
+/// presented leaf summarised for the access log.
+#[derive(Debug)]
+pub struct CertFailure {
+    /// Stable reason code.
+    pub code: &'static str,
+    /// The leaf the origin presented.
+    pub leaf: Option<CertSummary>,
+    /// webpki's verdict.
+    pub source: rustls::Error,
+}
+
+impl std::fmt::Display for CertFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.source)
+    }
+}
+
+impl std::error::Error for CertFailure {}
+
+/// The webpki verifier with full validation; only its error is refined. This is *not* a
+/// relaxation: every decision is webpki's (`dangerous()` is only the API to install a
+/// wrapper).
+#[derive(Debug)]
+struct ClassifyingVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ClassifyingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            .map_err(|source| classify(source, end_entity, intermediates))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner
+            .verify_tls12_signature(message, cert, dss)
+            .map_err(|source| classify(source, cert, &[]))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner
+            .verify_tls13_signature(message, cert, dss)
+            .map_err(|source| classify(source, cert, &[]))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn classify(
+    source: rustls::Error,
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> rustls::Error {
+    let mut code = match &source {
+        rustls::Error::InvalidCertificate(c) => certificate_code(c),
+        _ => "upstream_cert_invalid",
+    };
+    let parsed = x509_parser::parse_x509_certificate(leaf.as_ref()).ok();
+    let self_signed = parsed
+        .as_ref()
+        .is_some_and(|(_, c)| c.issuer() == c.subject());
+    let weak_rsa = parsed.as_ref().is_some_and(|(_, c)| {
+        matches!(c.public_key().parsed(), Ok(x509_parser::public_key::PublicKey::RSA(k)) if k.key_size() < 2048)
+    });
+    if weak_rsa {
+        // webpki only verifies RSA keys of 2048 bits and more; a smaller key surfaces as a
+        // signature failure, but the cause an administrator can act on is the key size.
+        code = "upstream_cert_weak_key";
+    } else if self_signed && intermediates.is_empty() && code != "upstream_cert_expired" {
+        // Whatever else webpki disliked first (a self-signed leaf often also says CA:TRUE),
+        // "self-signed" is what the administrator needs to hear.
+        code = "upstream_cert_self_signed";
+    } else if code == "upstream_cert_unknown_issuer" {
+        if let Some((_, cert)) = &parsed {
+            if cert.issuer() == cert.subject() {
+                code = "upstream_cert_self_signed";
+            } else if intermediates.is_empty() {
+                // The leaf names an issuer the origin did not send and no trusted root is:
+                // the classic missing intermediate (security matrix UC-04). No AIA fetching.
+                code = "upstream_cert_incomplete_chain";
+            }
+        }
+    }
+    let failure = CertFailure {
+        code,
+        leaf: cert_summary(leaf.as_ref()),
+        source,
+    };
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        failure,
+    ))))
+}
+
+/// The classified failure inside an upstream handshake error, if it is one.
+pub fn cert_failure(err: &rustls::Error) -> Option<&CertFailure> {
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => other.0.downcast_ref(),
+        _ => None,
+    }
+}
+
 /// The stable reason code for an upstream TLS handshake error (log `reason`, metric label).
 pub fn upstream_error_code(err: &rustls::Error) -> &'static str {
     use rustls::Error as E;
+    if let Some(failure) = cert_failure(err) {
+        return failure.code;
+    }
     match err {
         E::InvalidCertificate(cert) => certificate_code(cert),
         E::NoCertificatesPresented => "upstream_cert_missing",
@@ -214,7 +347,12 @@ pub fn describe(code: &str) -> &'static str {
             "the server's certificate is not issued by a trusted authority (self-signed or unknown issuer)"
         }
         "upstream_cert_self_signed" => "the server's certificate is self-signed",
+        "upstream_cert_incomplete_chain" => {
+            "the server did not send the intermediate certificate needed to verify it (or its issuer is unknown)"
+        }
+        "upstream_cert_invalid" => "the server's certificate chain is invalid (for example a CA certificate used as a leaf, or a name constraint violated)",
         "upstream_cert_bad_signature" => "the server's certificate has an invalid signature",
+        "upstream_cert_weak_key" => "the server's certificate has a key that is too small (RSA below 2048 bits)",
         "upstream_cert_weak_signature" => "the server's certificate uses a weak or unsupported signature",
         "upstream_cert_invalid_purpose" => "the server's certificate is not valid for TLS servers",
         "upstream_cert_revoked" => "the server's certificate has been revoked",

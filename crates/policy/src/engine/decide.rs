@@ -120,7 +120,8 @@ impl Engine {
             (None, Some(c)) => self.decide_host(policy, c, q, ex, &mut trace, "host"),
             (None, None) => self.fallthrough(policy, &mut trace, q.explain),
         };
-        if let Some(rule) = outcome.rule {
+        // Explanations (`sluice check`, the admin policy tester) are not traffic: no hit.
+        if let (Some(rule), false) = (outcome.rule, q.explain) {
             self.hit(rule);
         }
         Decision {

@@ -187,8 +187,18 @@ fn learned_bypass_applies_only_in_learn_mode_and_never_over_a_block() {
 #[test]
 fn hits_are_counted_per_rule() {
     let e = engine(POLICIES);
-    for _ in 0..3 {
-        ask(&e, "192.0.2.1", None, "www.bank.example", None);
+    let host = Host::parse("www.bank.example").unwrap();
+    for explain in [false, false, false, true] {
+        let q = Query {
+            client: "192.0.2.1".parse().unwrap(),
+            user: None,
+            host: Some(&host),
+            sni: None,
+            ja4: None,
+            now: 0,
+            explain,
+        };
+        e.decide(&q, &Exceptions::empty());
     }
     let (idx, _) = e
         .rules()
@@ -196,5 +206,5 @@ fn hits_are_counted_per_rule() {
         .enumerate()
         .find(|(_, r)| r.value == "*.bank.example")
         .unwrap();
-    assert_eq!(e.hits()[idx], 3);
+    assert_eq!(e.hits()[idx], 3, "explanations are not counted");
 }

@@ -176,6 +176,16 @@ fn password_length_is_capped() {
 }
 
 #[test]
+fn passwords_with_nul_are_refused() {
+    // htpasswd -nbB -C 4 long PASSWORD: bcrypt here would otherwise accept what follows the NUL.
+    let file = parse_ok(LONG_BCRYPT);
+    let first_72 = "x".repeat(72);
+    assert!(!file.verify("long", &format!("{first_72}\0")));
+    let file = parse_ok("frank:{SHA}s3lY8hvguXyCP2PMxFsSNoI1V18=");
+    assert!(!file.verify("frank", "sha1pass\0"));
+}
+
+#[test]
 fn unknown_user_with_an_empty_file_is_refused() {
     let file = parse_ok("# nobody yet\n");
     assert!(file.is_empty());

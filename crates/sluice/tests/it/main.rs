@@ -3,9 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
+mod browser;
 mod cli;
 mod data_path;
 mod hostile;
+mod matrix;
 mod pinning;
 mod policy;
 

@@ -1,0 +1,304 @@
+//! The admin listener end to end: the real binary, its generated token, real curl clients,
+//! real pinning clients (`curl --pinnedpubkey`) and the approve call over HTTP.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice_test_support::{curl_response, CurlResponse, GatewayConfig, TestGateway};
+
+use crate::{World, BIN, LOG_WAIT};
+
+/// The gateway's generated admin token.
+pub(crate) fn token(gw: &TestGateway) -> String {
+    std::fs::read_to_string(gw.data_dir().join("admin.token"))
+        .expect("the gateway writes <data-dir>/admin.token")
+        .trim()
+        .to_owned()
+}
+
+/// `curl` against the admin listener with extra arguments (no token unless given).
+pub(crate) fn admin(gw: &TestGateway, path: &str, extra: &[&str]) -> CurlResponse {
+    let url = format!("{}{path}", gw.admin_url());
+    let mut args: Vec<&str> = extra.to_vec();
+    args.push(&url);
+    curl_response(&args)
+}
+
+/// `GET path` with the bearer token; panics unless 200; the body as JSON when it is JSON.
+pub(crate) fn admin_json(gw: &TestGateway, path: &str) -> Value {
+    let auth = format!("Authorization: Bearer {}", token(gw));
+    let r = admin(gw, path, &["-H", &auth]);
+    assert_eq!(r.http_code, 200, "{path}: {}", r.body_str());
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+/// `POST path` with a JSON body and the bearer token.
+pub(crate) fn admin_post(gw: &TestGateway, path: &str, body: &str) -> CurlResponse {
+    let auth = format!("Authorization: Bearer {}", token(gw));
+    admin(
+        gw,
+        path,
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ],
+    )
+}
+
+/// A CA bundle with the gateway CA and the test root: only the pin decides.
+pub(crate) fn bundle(w: &World) -> String {
+    let path = w._dir.path().join("bundle.pem");
+    let mut pem = std::fs::read_to_string(w.gw.ca_pem_path()).unwrap();
+    pem.push_str(&std::fs::read_to_string(w.root()).unwrap());
+    std::fs::write(&path, pem).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// A pinning client: `curl --pinnedpubkey` with the origin's real key.
+pub(crate) fn pinned_curl(w: &World, bundle: &str) -> CurlResponse {
+    let pin = format!("sha256//{}", w.leaf.spki_sha256_b64);
+    curl_response(&[
+        "--proxy",
+        &w.gw.proxy_url(),
+        "--cacert",
+        bundle,
+        "--pinnedpubkey",
+        &pin,
+        &w.url("pinned.test", "/"),
+    ])
+}
+
+/// Retries `f` until it holds or `limit` passes.
+pub(crate) fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// Three refused pinned connections, then waits until the API lists the suspect.
+pub(crate) fn produce_suspect(w: &World, bundle: &str) {
+    for i in 0..3 {
+        let res = pinned_curl(w, bundle);
+        assert_eq!(
+            res.output.code, 90,
+            "attempt {i}: the pin must refuse the minted leaf"
+        );
+    }
+    let found = eventually(Duration::from_secs(10), || {
+        admin_json(&w.gw, "/api/pinning")["suspects"]
+            .as_array()
+            .is_some_and(|s| {
+                s.iter()
+                    .any(|x| x["host"] == "pinned.test" && x["count"] == 3)
+            })
+    });
+    assert!(found, "{}", admin_json(&w.gw, "/api/pinning"));
+}
+
+#[test]
+fn token_is_generated_0600_and_guards_everything_but_the_public_routes() {
+    let w = World::new(&["origin.test"], "");
+    let path = w.gw.data_dir().join("admin.token");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(token(&w.gw).len(), 64);
+    for p in ["/live", "/ready", "/ca.pem", "/ca.der", "/proxy.pac"] {
+        assert_eq!(admin(&w.gw, p, &[]).http_code, 200, "{p}");
+    }
+    for p in [
+        "/",
+        "/metrics",
+        "/api/config",
+        "/api/policy",
+        "/nope",
+        "/api/openapi.json",
+    ] {
+        assert_eq!(admin(&w.gw, p, &[]).http_code, 401, "{p}");
+        assert_eq!(admin(&w.gw, p, &["-I"]).http_code, 401, "HEAD {p}");
+        assert_eq!(
+            admin(&w.gw, p, &["-X", "OPTIONS"]).http_code,
+            401,
+            "OPTIONS {p}"
+        );
+        let wrong = admin(&w.gw, p, &["-H", "Authorization: Bearer 0000"]);
+        assert_eq!(wrong.http_code, 401, "wrong token {p}");
+    }
+    let auth = format!("Authorization: Bearer {}", token(&w.gw));
+    assert_eq!(admin(&w.gw, "/api/config", &["-H", &auth]).http_code, 200);
+    // DNS rebinding and cross-site requests.
+    let r = admin(&w.gw, "/", &["-H", "Host: evil.test", "-H", &auth]);
+    assert_eq!(r.http_code, 421);
+    let r = admin(
+        &w.gw,
+        "/api/pinning/reject",
+        &[
+            "-H",
+            "Origin: http://evil.test",
+            "-H",
+            "Content-Type: text/plain",
+            "--data",
+            "{}",
+        ],
+    );
+    assert_eq!(r.http_code, 403);
+    assert!(r.header("access-control-allow-origin").is_none());
+    // The CA download is the gateway's CA.
+    let pem = admin(&w.gw, "/ca.pem", &[]).body_str();
+    assert_eq!(pem, std::fs::read_to_string(w.gw.ca_pem_path()).unwrap());
+    // The same token after a restart.
+    let before = token(&w.gw);
+    let mut gw = w.gw;
+    gw.restart();
+    assert_eq!(token(&gw), before);
+}
+
+#[test]
+fn configured_token_file_replaces_the_generated_one() {
+    let secret = "configured-admin-token-0123456789";
+    let cfg = GatewayConfig::new()
+        .file("secret.token", format!("{secret}\n"))
+        .set("admin.token_file", "secret.token");
+    let gw = TestGateway::start(BIN, cfg);
+    assert!(!gw.data_dir().join("admin.token").exists());
+    let ok = admin(
+        &gw,
+        "/api/apps",
+        &["-H", &format!("Authorization: Bearer {secret}")],
+    );
+    assert_eq!(ok.http_code, 200);
+    let apps: Value = serde_json::from_slice(&ok.body).unwrap();
+    assert!(apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == "zoom-meetings"));
+}
+
+#[test]
+fn non_loopback_admin_without_token_file_refuses_to_start() {
+    let cfg = GatewayConfig::new().set("admin.listen", "0.0.0.0:0");
+    let mut gw = TestGateway::prepare(BIN, cfg);
+    let err = gw.try_launch().expect_err("must refuse to start");
+    let status = err.status.expect("exited");
+    assert!(!status.success());
+    assert!(err.stderr.contains("admin.token_file"), "{}", err.stderr);
+}
+
+#[test]
+fn check_api_answers_like_the_cli() {
+    let w = World::new(
+        &["origin.test"],
+        "[[policy]]\nname = \"default\"\nbypass = { domains = [\"*.bank.example\"] }\n",
+    );
+    for host in ["zoom.us", "www.bank.example", "example.com"] {
+        let api = admin_json(&w.gw, &format!("/api/check?host={host}"));
+        let out = w.gw.run_cli(&["check", host, "--json"]);
+        assert!(out.status.success());
+        let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(api, cli, "{host}");
+    }
+}
+
+#[test]
+fn metrics_and_decisions_reflect_traffic() {
+    let w = World::new(&["origin.test"], "");
+    let ca = w.gw.ca_pem_path().to_str().unwrap().to_owned();
+    let url = w.url("origin.test", "/");
+    for _ in 0..2 {
+        let r = curl_response(&["--proxy", &w.gw.proxy_url(), "--cacert", &ca, &url]);
+        assert_eq!(r.http_code, 200, "{}", r.output.stderr);
+    }
+    w.gw.wait_for_logs(|r| r["kind"] == "connect", 2, LOG_WAIT);
+    let auth = format!("Authorization: Bearer {}", token(&w.gw));
+    let ok = eventually(Duration::from_secs(5), || {
+        let text = admin(&w.gw, "/metrics", &["-H", &auth]).body_str();
+        text.contains("sluice_connections_total{decision=\"decrypt\",reason=\"default\"} 2")
+    });
+    let text = admin(&w.gw, "/metrics", &["-H", &auth]).body_str();
+    assert!(ok, "{text}");
+    for name in [
+        "sluice_requests_total",
+        "sluice_leaf_cache_entries 1",
+        "sluice_leaves_minted_total 1",
+        "sluice_upstream_connect_seconds_bucket",
+        "sluice_pinning_suspects 0",
+        "sluice_connections_accepted_total 2",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .all(|l| l.starts_with("sluice_")));
+    let d = admin_json(
+        &w.gw,
+        "/api/decisions?decision=decrypt&kind=connect&host=origin",
+    );
+    assert_eq!(d["count"], 2, "{d}");
+    assert_eq!(d["records"][0]["sni"], "origin.test");
+}
+
+#[test]
+fn approve_through_the_api_makes_the_next_pinned_curl_succeed() {
+    let w = World::new(&["pinned.test"], "");
+    let bundle = bundle(&w);
+    produce_suspect(&w, &bundle);
+    assert_eq!(
+        pinned_curl(&w, &bundle).output.code,
+        90,
+        "report mode never bypasses"
+    );
+    let r = admin_post(
+        &w.gw,
+        "/api/pinning/approve",
+        r#"{"host":"pinned.test","scope":"fingerprint","note":"vendor app pins"}"#,
+    );
+    assert_eq!(r.http_code, 200, "{}", r.body_str());
+    let approval: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(approval["actor"], "admin-api");
+    assert!(approval["evidence"]["observations"].as_u64().unwrap() >= 3);
+    let ok = eventually(Duration::from_secs(10), || {
+        pinned_curl(&w, &bundle).http_code == 200
+    });
+    assert!(
+        ok,
+        "the approval must apply to the running gateway within seconds"
+    );
+    w.gw.wait_for_log(
+        |r| r["kind"] == "connect" && r["reason"] == "approved",
+        LOG_WAIT,
+    );
+    // The CLI sees it, and the audit trail has it, with the request id.
+    let out = w.gw.run_cli(&["pinning", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["approved"][0]["note"], "vendor app pins");
+    let audit = std::fs::read_to_string(w.gw.data_dir().join("admin-audit.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(line["action"], "pinning.approve");
+    assert_eq!(line["request_id"].as_str(), r.header("x-request-id"));
+    assert!(!audit.contains(&token(&w.gw)));
+}
+
+#[test]
+fn admin_is_not_reachable_through_the_proxy() {
+    let w = World::new(&["origin.test"], "");
+    let admin_url = format!("{}/api/config", w.gw.admin_url());
+    let auth = format!("Authorization: Bearer {}", token(&w.gw));
+    let r = curl_response(&["--proxy", &w.gw.proxy_url(), "-H", &auth, &admin_url]);
+    assert_eq!(r.http_code, 403, "{}", r.body_str());
+    let pac = admin(&w.gw, "/proxy.pac", &[]).body_str();
+    assert!(
+        pac.contains(&format!("PROXY {}", w.gw.proxy_addr())),
+        "{pac}"
+    );
+}
