@@ -189,6 +189,17 @@ pub struct ConnCtx {
     pub rt: Arc<Runtime>,
 }
 
+/// A connection stays active (for metrics and graceful shutdown) until the last holder of its
+/// context — the HTTP server, or a tunnel that outlives it after CONNECT — lets go.
+impl Drop for ConnCtx {
+    fn drop(&mut self) {
+        self.rt.metrics.active.dec();
+        if self.rt.stats.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.rt.idle.notify_waiters();
+        }
+    }
+}
+
 /// Accepts client connections until `shutdown` turns true.
 pub async fn serve(listener: TcpListener, rt: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -221,12 +232,6 @@ pub async fn serve(listener: TcpListener, rt: Arc<Runtime>, mut shutdown: watch:
             snap,
             rt: rt.clone(),
         });
-        tokio::spawn(async move {
-            front::serve_client(stream, cx.clone()).await;
-            cx.rt.metrics.active.dec();
-            if cx.rt.stats.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-                cx.rt.idle.notify_waiters();
-            }
-        });
+        tokio::spawn(front::serve_client(stream, cx));
     }
 }

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod data_path;
 mod hostile;
+mod lifecycle;
 mod matrix;
 mod pinning;
 mod policy;

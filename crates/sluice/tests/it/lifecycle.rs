@@ -1,0 +1,119 @@
+//! The gateway's life: embedded defaults with no config at all, data-dir resolution, graceful
+//! shutdown, CA handling at start.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_test_support::curl;
+
+use crate::{World, BIN};
+
+/// `sluice run` with no config listens on the documented defaults and creates the CA in
+/// `$SLUICE_DATA_DIR`. (Uses the fixed default ports 3128/9128: that is what is under test.)
+#[test]
+fn runs_with_embedded_defaults_and_no_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .env("SLUICE_DATA_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = lines.next().expect("a ready line").unwrap();
+    let hint = lines.next().expect("a hint line").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let ca = dir.path().join("ca/sluice-ca.pem");
+    assert_eq!(
+        ready,
+        format!(
+            "sluice ready proxy=127.0.0.1:3128 admin=127.0.0.1:9128 ca={}",
+            ca.display()
+        )
+    );
+    assert!(
+        hint.contains("curl --proxy http://127.0.0.1:3128 --cacert")
+            && hint.contains("https://example.com/"),
+        "{hint}"
+    );
+    assert!(ca.exists());
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.path().join("ca/sluice-ca.key");
+    assert_eq!(
+        std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn sigterm_lets_in_flight_transfers_finish() {
+    let mut w = World::new(
+        &["origin.test"],
+        "[proxy.timeouts]\nshutdown_grace = \"20s\"\n",
+    );
+    let url = w.url("origin.test", "/bytes/1000000");
+    let ca = w.gw.ca_pem_path().to_str().unwrap().to_owned();
+    let download = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            "200k",
+            "--proxy",
+            &w.gw.proxy_url(),
+            "--cacert",
+            &ca,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            &url,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the transfer is under way (its request reached the origin).
+    let started = Instant::now();
+    while w.origin.requests().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "download never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    let status = w.gw.terminate();
+    assert!(status.success(), "clean exit after draining: {status:?}");
+    assert!(
+        signalled.elapsed() > Duration::from_secs(1),
+        "the gateway waited for the transfer"
+    );
+    let out = download.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 1000000",
+        "the in-flight download completed"
+    );
+    // After shutdown nothing listens any more.
+    let res = curl(&["--proxy", &w.gw.proxy_url(), "--cacert", &ca, &url]);
+    assert_ne!(res.code, 0);
+}
+
+#[test]
+fn a_readable_ca_key_refuses_to_start() {
+    let mut gw =
+        sluice_test_support::TestGateway::prepare(BIN, sluice_test_support::GatewayConfig::new());
+    gw.launch();
+    let key = gw.data_dir().join("ca/sluice-ca.key");
+    gw.terminate();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = gw
+        .try_launch()
+        .expect_err("a group/world-readable CA key must refuse the start");
+    assert!(err.stderr.contains("readable"), "{err:?}");
+}
