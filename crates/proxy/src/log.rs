@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -100,27 +100,27 @@ pub struct AccessLog {
     written: Arc<AtomicU64>,
     recent: Arc<Mutex<VecDeque<AccessRecord>>>,
     metrics: Arc<Metrics>,
+    reopen: Arc<AtomicBool>,
 }
 
 impl AccessLog {
     /// Starts the writer thread for stdout (`None`) or an append-only file.
     pub fn start(path: Option<&Path>) -> std::io::Result<Self> {
-        let out: Box<dyn Write + Send> = match path {
-            None => Box::new(std::io::stdout()),
-            Some(p) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            ),
-        };
+        let out = open(path)?;
         let (tx, rx) = sync_channel(65_536);
         let written = Arc::new(AtomicU64::new(0));
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
-        let (w, r) = (written.clone(), recent.clone());
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            path: path.map(Path::to_path_buf),
+            out: std::io::BufWriter::with_capacity(64 * 1024, out),
+            reopen: reopen.clone(),
+            written: written.clone(),
+            recent: recent.clone(),
+        };
         std::thread::Builder::new()
             .name("sluice-access-log".into())
-            .spawn(move || write_loop(rx, out, &w, &r))?;
+            .spawn(move || writer.run(rx))?;
         let metrics = Arc::new(Metrics::new());
         Ok(Self {
             tx,
@@ -128,7 +128,13 @@ impl AccessLog {
             written,
             recent,
             metrics,
+            reopen,
         })
+    }
+
+    /// Reopens the log file before the next record (SIGUSR1, after logrotate moved it).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
     }
 
     /// The metrics every emitted record is counted in.
@@ -167,33 +173,71 @@ impl AccessLog {
     }
 }
 
-fn write_loop(
-    rx: Receiver<AccessRecord>,
-    out: Box<dyn Write + Send>,
-    written: &AtomicU64,
-    recent: &Mutex<VecDeque<AccessRecord>>,
-) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(first) = rx.recv() {
-        let mut n = 0;
-        let mut next = Some(first);
-        while let Some(record) = next {
-            // serde_json escapes control characters and quotes, so a hostile SNI or URL can
-            // never break a line or forge a field (security matrix DL-04).
-            if serde_json::to_writer(&mut out, &record).is_ok() {
-                let _ = out.write_all(b"\n");
-                n += 1;
+fn open(path: Option<&Path>) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        None => Box::new(std::io::stdout()),
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
+    })
+}
+
+/// The writer thread's state.
+struct Writer {
+    path: Option<PathBuf>,
+    out: std::io::BufWriter<Box<dyn Write + Send>>,
+    reopen: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    recent: Arc<Mutex<VecDeque<AccessRecord>>>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<AccessRecord>) {
+        let mut line = Vec::with_capacity(1024);
+        while let Ok(first) = rx.recv() {
+            if self.reopen.swap(false, Ordering::AcqRel) {
+                self.reopen_file();
             }
-            if let Ok(mut r) = recent.lock() {
-                if r.len() == RECENT {
-                    r.pop_front();
+            let mut n = 0;
+            let mut next = Some(first);
+            while let Some(record) = next {
+                // serde_json escapes control characters and quotes, so a hostile SNI or URL
+                // can never break a line or forge a field (security matrix DL-04). Each line
+                // is written whole, so a reader never sees half a record followed by another.
+                line.clear();
+                if serde_json::to_writer(&mut line, &record).is_ok() {
+                    line.push(b'\n');
+                    let _ = self.out.write_all(&line);
+                    n += 1;
                 }
-                r.push_back(record);
+                self.remember(record);
+                next = if n < 1024 { rx.try_recv().ok() } else { None };
             }
-            next = if n < 1024 { rx.try_recv().ok() } else { None };
+            let _ = self.out.flush();
+            self.written.fetch_add(n, Ordering::Relaxed);
         }
-        let _ = out.flush();
-        written.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn remember(&self, record: AccessRecord) {
+        if let Ok(mut r) = self.recent.lock() {
+            if r.len() == RECENT {
+                r.pop_front();
+            }
+            r.push_back(record);
+        }
+    }
+
+    fn reopen_file(&mut self) {
+        let _ = self.out.flush();
+        match open(self.path.as_deref()) {
+            Ok(out) => self.out = std::io::BufWriter::with_capacity(64 * 1024, out),
+            Err(e) => {
+                tracing::error!(error = %e, "reopening the access log failed; still writing to the old file")
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod load;
 mod pinning;
 mod policy_test;
 mod run;
+mod whatif;
 
 /// sluice: a secure web gateway that decrypts what it should, and leaves pinned apps alone.
 #[derive(Parser)]
@@ -63,6 +64,16 @@ pub(crate) enum Command {
     Pinning {
         #[command(subcommand)]
         command: PinningCommand,
+    },
+    /// Which recorded flows a configuration would decide differently (run with
+    /// `--config NEW.toml`).
+    WhatIf {
+        /// An access log (JSON lines) recorded by the gateway.
+        #[arg(long, value_name = "ACCESS.log")]
+        log: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Policy as code.
     Policy {
@@ -211,6 +222,7 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Test { cases },
         } => policy_test::run(&args, cases),
+        Command::WhatIf { log, json } => whatif::run(&args, log, *json),
         Command::Pinning { command } => match command {
             PinningCommand::List { json } => pinning::list(&args, *json),
             PinningCommand::Approve {

@@ -199,10 +199,11 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
 }
 
 async fn wait_for_signals(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return std::future::pending().await;
@@ -215,6 +216,8 @@ async fn wait_for_signals(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
             _ = term.recv() => return,
             _ = int.recv() => return,
             _ = hup.recv() => reload(args, rt, own),
+            // logrotate: the log file was moved; write to a fresh one from the next record.
+            _ = usr1.recv() => rt.log.reopen(),
             _ = watch.tick() => {
                 let now = config_stamp(args);
                 if now != stamp {

@@ -122,3 +122,49 @@ fn apps_list_json_covers_the_catalog() {
     let out = gw.run_cli(&["apps", "show", "no-such-app"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn what_if_replays_recorded_flows_against_a_new_config() {
+    let w = crate::World::new(&["zoom.us", "origin.test"], "");
+    let root = w.root().to_str().unwrap().to_owned();
+    sluice_test_support::curl_response(&[
+        "--proxy",
+        &w.gw.proxy_url(),
+        "--cacert",
+        &root,
+        &w.url("zoom.us", "/"),
+    ]);
+    sluice_test_support::curl_response_via(&w.gw, &w.url("origin.test", "/"), &[]);
+    w.gw.wait_for_logs(|r| r["kind"] == "connect", 2, crate::LOG_WAIT);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, w.gw.stdout_lines().join("\n")).unwrap();
+    let new = dir.path().join("new.toml");
+    std::fs::write(&new, "[[policy]]\nname = \"default\"\nglobal_bypass = false\nbypass = { domains = [\"origin.test\"] }\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&new)
+        .args(["what-if", "--json", "--log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["compared"], 2, "{v}");
+    let changed = v["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 2, "{v}");
+    let zoom = changed.iter().find(|c| c["host"] == "zoom.us").unwrap();
+    assert_eq!(
+        (zoom["was"].as_str(), zoom["now"].as_str()),
+        (Some("bypass"), Some("decrypt"))
+    );
+    let origin = changed.iter().find(|c| c["host"] == "origin.test").unwrap();
+    assert_eq!(
+        (origin["was"].as_str(), origin["now"].as_str()),
+        (Some("decrypt"), Some("bypass"))
+    );
+}

@@ -117,3 +117,47 @@ fn a_readable_ca_key_refuses_to_start() {
         .expect_err("a group/world-readable CA key must refuse the start");
     assert!(err.stderr.contains("readable"), "{err:?}");
 }
+
+#[test]
+fn sigusr1_reopens_the_access_log_for_logrotate() {
+    let w = World::with(
+        &["origin.test"],
+        sluice_test_support::LeafOpts::default(),
+        |c| c.set("log.access", "access.log"),
+    );
+    let log = w.gw.dir().join("access.log");
+    let rotated = w.gw.dir().join("access.log.1");
+    let wait_for = |path: &std::path::Path, needle: &str| {
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{needle} never appeared in {}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    sluice_test_support::curl_response_via(&w.gw, &w.url("origin.test", "/first"), &[]);
+    wait_for(&log, "/first");
+    std::fs::rename(&log, &rotated).unwrap();
+    let kill = Command::new("kill")
+        .args(["-USR1", &w.gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // The reopen happens before the next record is written.
+    sluice_test_support::curl_response_via(&w.gw, &w.url("origin.test", "/second"), &[]);
+    let fresh = wait_for(&log, "/second");
+    assert!(!fresh.contains("/first"));
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("/second"));
+    for line in fresh.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines");
+    }
+}
