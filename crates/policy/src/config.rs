@@ -206,6 +206,28 @@ pub struct PinningConfig {
     pub scope: LearnScope,
 }
 
+/// What happens when a body cannot be scanned, or is too big to hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailMode {
+    /// Block it (default for scan failures).
+    Closed,
+    /// Deliver it, logged.
+    Open,
+}
+
+/// `[inspect]`: content inspection of decrypted and plain-HTTP traffic.
+#[derive(Clone, Debug)]
+pub struct InspectConfig {
+    /// ICAP service URL (`icap://host:port/service`), if any.
+    pub icap: Option<String>,
+    /// A body that cannot be scanned (ICAP down, timeout): `closed` (default) blocks it.
+    pub fail: FailMode,
+    /// Bodies up to this size are held and scanned before the client gets a byte (16 MiB).
+    pub max_scan_size: usize,
+    /// Larger bodies: `allow` (default, logged) or `block`.
+    pub oversize: FailMode,
+}
+
 /// One `[[policy]]`.
 #[derive(Clone, Debug)]
 pub struct PolicyConfig {
@@ -271,6 +293,8 @@ pub struct Config {
     pub pinning: PinningConfig,
     /// `[[policy]]` in file order.
     pub policies: Vec<PolicyConfig>,
+    /// `[inspect]`.
+    pub inspect: InspectConfig,
     /// Warnings that do not stop the configuration from loading.
     pub warnings: Vec<ConfigIssue>,
     /// The file it came from.

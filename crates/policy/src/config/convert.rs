@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::raw::{RawAllowPrivate, RawConfig, RawEntry, RawList, RawPolicy, S};
 use super::{
-    parse_expiry, AdminConfig, AllowPrivate, CaConfig, Config, Cx, Entry, LearnScope, LogTarget,
-    NonTls, Origin, PinningConfig, PinningMode, PolicyConfig, ProxyConfig, RuleLists, Timeouts,
-    UpstreamConfig,
+    parse_expiry, AdminConfig, AllowPrivate, CaConfig, Config, Cx, Entry, FailMode, InspectConfig,
+    LearnScope, LogTarget, NonTls, Origin, PinningConfig, PinningMode, PolicyConfig, ProxyConfig,
+    RuleLists, Timeouts, UpstreamConfig,
 };
 use crate::domain::Pattern;
 
@@ -49,6 +49,7 @@ impl Cx<'_> {
             category_lists: paths(self, &raw.catalog.category_lists),
             pinning,
             policies,
+            inspect: self.inspect(&raw),
             warnings: vec![],
             source: None,
         }
@@ -205,6 +206,41 @@ impl Cx<'_> {
             extra_roots: paths(self, &u.extra_roots),
             hosts_file,
             allow_private,
+        }
+    }
+
+    fn inspect(&mut self, raw: &RawConfig) -> InspectConfig {
+        let i = &raw.inspect;
+        let icap = match &i.icap {
+            Some(v) if v.get_ref().is_empty() => None,
+            Some(v) => {
+                let url = v.get_ref();
+                let ok = url.strip_prefix("icap://").is_some_and(|rest| {
+                    let (authority, _) = rest.split_once('/').unwrap_or((rest, ""));
+                    authority
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                });
+                if !ok {
+                    self.error(
+                        "inspect.icap",
+                        v,
+                        format!(
+                            "`{url}` is not an ICAP URL such as \"icap://127.0.0.1:1344/avscan\""
+                        ),
+                    );
+                }
+                Some(url.clone())
+            }
+            None => None,
+        };
+        let modes = [("closed", FailMode::Closed), ("open", FailMode::Open)];
+        let oversize = [("allow", FailMode::Open), ("block", FailMode::Closed)];
+        InspectConfig {
+            icap,
+            fail: self.choice("inspect.fail", &i.fail, &modes, FailMode::Closed),
+            max_scan_size: self.size("inspect.max_scan_size", &i.max_scan_size, 16 << 20),
+            oversize: self.choice("inspect.oversize", &i.oversize, &oversize, FailMode::Open),
         }
     }
 

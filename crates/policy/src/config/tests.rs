@@ -114,3 +114,23 @@ fn sizes_and_dates() {
     assert_eq!(parse_expiry("2024-03-01"), Some(1_709_337_599));
     assert_eq!(parse_expiry("2024-13-01"), None);
 }
+
+#[test]
+fn inspect_settings_are_validated() {
+    let c = parse("").unwrap();
+    assert_eq!(c.inspect.icap, None);
+    assert_eq!(c.inspect.fail, FailMode::Closed);
+    assert_eq!(c.inspect.max_scan_size, 16 << 20);
+    assert_eq!(c.inspect.oversize, FailMode::Open);
+    let c = parse("[inspect]\nicap = \"icap://127.0.0.1:1344/avscan\"\nfail = \"open\"\nmax_scan_size = \"1MiB\"\noversize = \"block\"\n").unwrap();
+    assert_eq!(
+        c.inspect.icap.as_deref(),
+        Some("icap://127.0.0.1:1344/avscan")
+    );
+    assert_eq!(
+        (c.inspect.fail, c.inspect.oversize, c.inspect.max_scan_size),
+        (FailMode::Open, FailMode::Closed, 1 << 20)
+    );
+    let err = parse("[inspect]\nicap = \"http://x\"\nfail = \"maybe\"\n").unwrap_err();
+    assert_eq!(err.len(), 2, "{err:?}");
+}
