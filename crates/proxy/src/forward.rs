@@ -26,7 +26,7 @@ use crate::respond;
 use crate::ConnCtx;
 
 /// The pooled plain-HTTP client.
-pub type HttpClient = Client<DialConnector, Incoming>;
+pub type HttpClient = Client<DialConnector, crate::intercept::InnerBody>;
 
 /// Builds the client for a dialer.
 pub fn http_client(dialer: Arc<Dialer>) -> HttpClient {
@@ -133,13 +133,41 @@ pub async fn forward(
     {
         req.headers_mut().insert(header::HOST, auth);
     }
-    match cx.snap.http.request(req).await {
+    let insp = cx.snap.inspector.clone();
+    let policy = d.policy.to_string();
+    if let Some(stop) = insp.url_block(&policy, &target.0, req.uri()) {
+        rec.inspection = Some(stop.inspection);
+        return block_page(&cx, rec, stop.status, stop.reason, &stop.detail, started);
+    }
+    let judge = insp.wants_bodies(&policy);
+    rec.inspection = Some(if judge { "clean" } else { "skipped:no_rules" }.into());
+    let seen = judge.then(|| {
+        (
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().clone(),
+        )
+    });
+    let (parts, body) = req.into_parts();
+    let body = match &seen {
+        Some((m, u, h)) if crate::intercept::has_body(m, h) => {
+            match insp.body(&policy, (m, u, h), None, body).await {
+                Ok((scanned, verdict)) => {
+                    rec.inspection = Some(verdict);
+                    held_or_resumed(scanned)
+                }
+                Err(stop) => {
+                    rec.inspection = Some(stop.inspection);
+                    return block_page(&cx, rec, stop.status, stop.reason, &stop.detail, started);
+                }
+            }
+        }
+        _ => Either::Left(body),
+    };
+    let resp = match cx.snap.http.request(Request::from_parts(parts, body)).await {
         Ok(mut resp) => {
             strip_hop_by_hop(resp.headers_mut(), false);
-            rec.status = Some(resp.status().as_u16());
-            rec.duration_ms = started.elapsed().as_millis() as u64;
-            cx.rt.log.emit(rec);
-            resp.map(Either::Left)
+            resp
         }
         Err(e) => {
             let dial = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<DialError>());
@@ -148,8 +176,60 @@ pub async fn forward(
                 None => (502, "upstream_error", e.to_string()),
             };
             rec.error = Some(detail.clone());
-            block_page(&cx, rec, status, code, &detail, started)
+            return block_page(&cx, rec, status, code, &detail, started);
         }
+    };
+    let judged = seen
+        .filter(|(m, _, _)| m != http::Method::HEAD && crate::intercept::response_has_body(&resp));
+    let resp = match judged {
+        None => resp.map(Either::Left),
+        Some((m, u, h)) => {
+            let (mut parts, body) = resp.into_parts();
+            match insp
+                .body(
+                    &policy,
+                    (&m, &u, &h),
+                    Some((parts.status, &parts.headers)),
+                    body,
+                )
+                .await
+            {
+                Ok((scanned, verdict)) => {
+                    rec.inspection = Some(verdict);
+                    if let crate::inspect::Scanned::Held(b) = &scanned {
+                        parts.headers.remove(header::TRANSFER_ENCODING);
+                        parts
+                            .headers
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                    }
+                    let body = match held_or_resumed(scanned) {
+                        Either::Right(Either::Left(full)) => Either::Right(Either::Left(full)),
+                        Either::Right(Either::Right(r)) => {
+                            Either::Right(Either::Right(Either::Right(r)))
+                        }
+                        Either::Left(incoming) => Either::Left(incoming),
+                    };
+                    Response::from_parts(parts, body)
+                }
+                Err(stop) => {
+                    rec.inspection = Some(stop.inspection);
+                    return block_page(&cx, rec, stop.status, stop.reason, &stop.detail, started);
+                }
+            }
+        }
+    };
+    rec.status = Some(resp.status().as_u16());
+    rec.duration_ms = started.elapsed().as_millis() as u64;
+    cx.rt.log.emit(rec);
+    resp
+}
+
+fn held_or_resumed(scanned: crate::inspect::Scanned) -> crate::intercept::InnerBody {
+    match scanned {
+        crate::inspect::Scanned::Held(b) => {
+            Either::Right(Either::Left(http_body_util::Full::new(b)))
+        }
+        crate::inspect::Scanned::Streamed(r) => Either::Right(Either::Right(r)),
     }
 }
 

@@ -27,7 +27,8 @@ use crate::respond;
 use crate::ConnCtx;
 
 /// Response body of the proxy port: a relayed body, or one the gateway wrote.
-pub type Body = Either<Incoming, Either<Full<Bytes>, Empty<Bytes>>>;
+pub type Body =
+    Either<Incoming, Either<Full<Bytes>, Either<Empty<Bytes>, crate::inspect::Resumed>>>;
 
 /// The client stream type on the proxy port.
 pub type ClientIo = Counted<TcpStream>;
@@ -237,7 +238,7 @@ async fn connect(
             }
         }
     });
-    Response::new(Either::Right(Either::Right(Empty::new())))
+    Response::new(Either::Right(Either::Right(Either::Left(Empty::new()))))
 }
 
 /// A refusal page on the proxy connection, logged, and the connection closed after it.

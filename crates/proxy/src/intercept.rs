@@ -32,6 +32,7 @@ use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
 use crate::count::Counters;
 use crate::front::ClientIo;
+use crate::inspect::Stop;
 use crate::log::{timestamp, AccessRecord, UpstreamCert};
 use crate::pinning;
 use crate::respond;
@@ -40,7 +41,8 @@ use crate::ConnCtx;
 
 type ClientTls = tokio_rustls::server::TlsStream<PrefixedIo<ClientIo>>;
 type UpstreamTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
-type InnerBody = Either<Incoming, Full<Bytes>>;
+/// Body of a decrypted or forwarded message: relayed, held (scanned), or resumed after a peek.
+pub(crate) type InnerBody = Either<Incoming, Either<Full<Bytes>, crate::inspect::Resumed>>;
 
 /// Intercepts one tunnel.
 #[allow(clippy::too_many_arguments)]
@@ -357,7 +359,7 @@ struct Inner {
 }
 
 impl Inner {
-    async fn handle(&self, mut req: Request<Incoming>) -> Response<InnerBody> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<InnerBody> {
         let started = Instant::now();
         let mut rec = AccessRecord {
             ts: timestamp(SystemTime::now()),
@@ -371,49 +373,124 @@ impl Inner {
         rec.bytes_up = 0;
         rec.bytes_down = 0;
         rec.upstream_cert = None;
-        let resp = match self.check_authority(&req) {
-            Err((status, reason)) => {
+        let resp = match self.exchange(req, &mut rec).await {
+            Ok(resp) => resp,
+            Err(stop) => {
                 rec.decision = Some("block");
-                rec.reason = Some(reason.into());
-                let detail =
-                    "This request names a different host than the connection it was sent on.";
-                let resp =
-                    respond::page(status, reason, respond::title(status), detail, self.cx.id);
-                resp.map(Either::Right)
-            }
-            Ok(()) => {
-                let upgrade = wants_websocket(&req).then(|| hyper::upgrade::on(&mut req));
-                match self.send(req).await {
-                    Ok(mut resp) => {
-                        if let (Some(client_up), 101) = (upgrade, resp.status().as_u16()) {
-                            let up_up = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(splice_upgrades(client_up, up_up));
-                        }
-                        let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-                        strip_hop_by_hop(resp.headers_mut(), switching);
-                        resp.map(Either::Left)
-                    }
-                    Err(e) => {
-                        rec.decision = Some("block");
-                        rec.reason = Some("upstream_error".into());
-                        rec.error = Some(e.clone());
-                        let detail = "The origin server closed or reset the connection.";
-                        respond::page(
-                            502,
-                            "upstream_error",
-                            respond::title(502),
-                            detail,
-                            self.cx.id,
-                        )
-                        .map(Either::Right)
-                    }
-                }
+                rec.reason = Some(stop.reason.into());
+                rec.inspection = Some(stop.inspection).filter(|i| !i.is_empty());
+                let page = respond::page(
+                    stop.status,
+                    stop.reason,
+                    respond::title(stop.status),
+                    &stop.detail,
+                    self.cx.id,
+                );
+                page.map(|b| Either::Right(Either::Left(b)))
             }
         };
         rec.status = Some(resp.status().as_u16());
         rec.duration_ms = started.elapsed().as_millis() as u64;
         self.cx.rt.log.emit(rec);
         resp
+    }
+
+    /// One request: authority and URL checks, the upload held and judged when a rule could
+    /// apply, the upstream round trip, then the download likewise.
+    async fn exchange(
+        &self,
+        mut req: Request<Incoming>,
+        rec: &mut AccessRecord,
+    ) -> Result<Response<InnerBody>, Stop> {
+        if let Err((status, reason)) = self.check_authority(&req) {
+            let detail = "This request names a different host than the connection it was sent on.";
+            return Err(Stop {
+                status,
+                reason,
+                detail: detail.into(),
+                inspection: String::new(),
+            });
+        }
+        let insp = self.cx.snap.inspector.clone();
+        let policy = self.base.policy.clone().unwrap_or_default();
+        if let Some(stop) = insp.url_block(&policy, &self.name, req.uri()) {
+            return Err(stop);
+        }
+        let judge = insp.wants_bodies(&policy);
+        rec.inspection = Some(if judge { "clean" } else { "skipped:no_rules" }.into());
+        let upgrade = wants_websocket(&req).then(|| hyper::upgrade::on(&mut req));
+        let seen = judge.then(|| {
+            (
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().clone(),
+            )
+        });
+        let (parts, body) = req.into_parts();
+        let body = match &seen {
+            Some((method, uri, headers)) if has_body(method, headers) => {
+                match insp
+                    .body(&policy, (method, uri, headers), None, body)
+                    .await?
+                {
+                    (crate::inspect::Scanned::Held(b), verdict) => {
+                        rec.inspection = Some(verdict);
+                        Either::Right(Either::Left(Full::new(b)))
+                    }
+                    (crate::inspect::Scanned::Streamed(r), verdict) => {
+                        rec.inspection = Some(verdict);
+                        Either::Right(Either::Right(r))
+                    }
+                }
+            }
+            _ => Either::Left(body),
+        };
+        let mut resp = match self.send(Request::from_parts(parts, body)).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                rec.error = Some(e);
+                let detail = "The origin server closed or reset the connection.";
+                return Err(Stop {
+                    status: 502,
+                    reason: "upstream_error",
+                    detail: detail.into(),
+                    inspection: String::new(),
+                });
+            }
+        };
+        if let (Some(client_up), 101) = (upgrade, resp.status().as_u16()) {
+            let up_up = hyper::upgrade::on(&mut resp);
+            tokio::spawn(splice_upgrades(client_up, up_up));
+        }
+        let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        strip_hop_by_hop(resp.headers_mut(), switching);
+        let judged = seen.filter(|(m, _, _)| m != http::Method::HEAD && response_has_body(&resp));
+        let Some((method, uri, headers)) = judged else {
+            return Ok(resp.map(Either::Left));
+        };
+        let (mut parts, body) = resp.into_parts();
+        let (scanned, verdict) = insp
+            .body(
+                &policy,
+                (&method, &uri, &headers),
+                Some((parts.status, &parts.headers)),
+                body,
+            )
+            .await?;
+        rec.inspection = Some(verdict);
+        Ok(match scanned {
+            crate::inspect::Scanned::Held(b) => {
+                // The held body goes out with its exact length.
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                Response::from_parts(parts, Either::Right(Either::Left(Full::new(b))))
+            }
+            crate::inspect::Scanned::Streamed(r) => {
+                Response::from_parts(parts, Either::Right(Either::Right(r)))
+            }
+        })
     }
 
     fn url(&self, req: &Request<Incoming>) -> String {
@@ -458,7 +535,7 @@ impl Inner {
         }
     }
 
-    async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, String> {
+    async fn send(&self, req: Request<InnerBody>) -> Result<Response<Incoming>, String> {
         let (mut parts, body) = req.into_parts();
         let websocket = parts
             .headers
@@ -492,7 +569,7 @@ impl Inner {
                 parts.headers.remove(header::HOST);
                 let mut send = send.clone();
                 send.ready().await.map_err(|e| e.to_string())?;
-                send.send_request(Request::from_parts(parts, Either::Left(body)))
+                send.send_request(Request::from_parts(parts, body))
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -507,12 +584,30 @@ impl Inner {
                 }
                 let mut send = send.lock().await;
                 send.ready().await.map_err(|e| e.to_string())?;
-                send.send_request(Request::from_parts(parts, Either::Left(body)))
+                send.send_request(Request::from_parts(parts, body))
                     .await
                     .map_err(|e| e.to_string())
             }
         }
     }
+}
+
+/// Whether a request carries a body worth holding (RFC 9112 §6.3: framed by length or
+/// chunking).
+pub(crate) fn has_body(method: &http::Method, headers: &HeaderMap) -> bool {
+    let framed = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    framed && method != http::Method::GET && method != http::Method::HEAD
+}
+
+/// Whether a response has a body to judge (not 1xx/204/304).
+pub(crate) fn response_has_body<B>(resp: &Response<B>) -> bool {
+    let s = resp.status();
+    !(s.is_informational()
+        || s == http::StatusCode::NO_CONTENT
+        || s == http::StatusCode::NOT_MODIFIED)
 }
 
 fn wants_websocket(req: &Request<Incoming>) -> bool {

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod count;
 pub mod forward;
 pub mod front;
+pub mod inspect;
 pub mod intercept;
 pub mod log;
 pub mod metrics;
@@ -53,6 +54,8 @@ pub struct Snapshot {
     pub http: forward::HttpClient,
     /// Proxy authentication, when `auth.htpasswd` is set.
     pub auth: Option<auth::Auth>,
+    /// Content inspection (URL, file-type, hash and ICAP checks).
+    pub inspector: Arc<inspect::Inspector>,
 }
 
 impl Snapshot {
@@ -63,8 +66,10 @@ impl Snapshot {
         dialer: Arc<Dialer>,
         upstream: Arc<UpstreamTls>,
         auth: Option<auth::Auth>,
+        inspector: inspect::Inspector,
     ) -> Self {
         let http = forward::http_client(dialer.clone());
+        let inspector = Arc::new(inspector);
         Self {
             config,
             engine,
@@ -72,6 +77,7 @@ impl Snapshot {
             upstream,
             http,
             auth,
+            inspector,
         }
     }
 }

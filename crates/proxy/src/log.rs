@@ -81,6 +81,10 @@ pub struct AccessRecord {
     pub tls_version: Option<String>,
     /// Upstream certificate.
     pub upstream_cert: Option<UpstreamCert>,
+    /// Content inspection: `clean`, `blocked:<what> <rule or signature>`, `skipped:<why>`,
+    /// `error:<why>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<String>,
     /// Observations behind a learned or approved bypass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<u32>,

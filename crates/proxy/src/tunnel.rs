@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use sluice_policy::config::NonTls;
 use sluice_policy::engine::{Action, Query};
 use sluice_policy::name::{DomainName, Host};
-use sluice_tls::hello::{ClientHello, HelloError};
+use sluice_tls::hello::{parse_client_hello, ClientHello, HelloError};
 use sluice_tls::peek::{read_client_hello, PeekError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -184,11 +184,13 @@ async fn bypass(
     client: ClientIo,
     hello: Bytes,
     mut upstream: TcpStream,
-    t: Target,
+    mut t: Target,
     cx: &ConnCtx,
     reason: &str,
     counters: &Counters,
 ) {
+    // Bypassed bytes are never decrypted, so never inspected; the log says so.
+    t.rec.inspection = Some("skipped:bypass".into());
     if let Err(e) = upstream.write_all(&hello).await {
         return finish(
             cx,
@@ -199,8 +201,121 @@ async fn bypass(
             Some(format!("upstream write: {e}")),
         );
     }
+    let mut client = client;
+    if t.rec.sni.is_some() {
+        let timeout = cx.snap.config.proxy.timeouts.handshake;
+        let guard = retry_guard(
+            &mut client,
+            &mut upstream,
+            t.rec.sni.as_deref(),
+            cx.snap.config.proxy.max_client_hello,
+        );
+        match tokio::time::timeout(timeout, guard).await {
+            Ok(Ok(())) => {}
+            Ok(Err(RetryError::SniChanged)) => {
+                let _ = client.write_all(&alert(ACCESS_DENIED)).await;
+                return finish(
+                    cx,
+                    t,
+                    counters,
+                    Some("block"),
+                    "sni_changed_after_hrr",
+                    None,
+                );
+            }
+            Ok(Err(RetryError::Io(e))) => {
+                return finish(cx, t, counters, Some("bypass"), reason, Some(e))
+            }
+            Err(_) => {
+                return finish(
+                    cx,
+                    t,
+                    counters,
+                    Some("bypass"),
+                    reason,
+                    Some("handshake timeout".into()),
+                )
+            }
+        }
+    }
     let relayed = relay(client, upstream, cx.snap.config.proxy.timeouts.idle).await;
     finish(cx, t, counters, Some("bypass"), reason, relayed.error);
+}
+
+/// The random of a HelloRetryRequest: SHA-256 of "HelloRetryRequest" (RFC 8446 §4.1.3).
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+enum RetryError {
+    SniChanged,
+    Io(String),
+}
+
+/// A bypass forwards the first ClientHello, which was checked. If the server answers with a
+/// HelloRetryRequest, the client sends a second ClientHello — which must name the same server
+/// (RFC 8446 §4.1.2), and is checked before it is forwarded, so a retry cannot smuggle a
+/// different SNI through an exemption (security matrix PE-13).
+async fn retry_guard(
+    client: &mut ClientIo,
+    upstream: &mut TcpStream,
+    sni: Option<&str>,
+    max: usize,
+) -> Result<(), RetryError> {
+    use tokio::io::AsyncReadExt;
+    let io = |e: std::io::Error| RetryError::Io(e.to_string());
+    // 5 (record) + 4 (handshake) + 2 (version) + 32 (random) bytes tell a HelloRetryRequest.
+    let mut first = BytesMut::with_capacity(4096);
+    while first.len() < 43 {
+        if upstream.read_buf(&mut first).await.map_err(io)? == 0 {
+            break;
+        }
+        if first[0] != 0x16 {
+            break;
+        }
+    }
+    client.write_all(&first).await.map_err(io)?;
+    let hrr =
+        first.len() >= 43 && first[0] == 0x16 && first[5] == 0x02 && first[11..43] == HRR_RANDOM;
+    if !hrr {
+        return Ok(());
+    }
+    let mut second = BytesMut::with_capacity(4096);
+    let hello = loop {
+        // A TLS 1.3 client may send a change_cipher_spec record first (RFC 8446 §D.4).
+        let skip = leading_ccs(&second);
+        if second.len() > skip {
+            match parse_client_hello(&second[skip..], max) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(_) => return Err(RetryError::SniChanged),
+            }
+        }
+        if client.read_buf(&mut second).await.map_err(io)? == 0 {
+            return Err(RetryError::Io(
+                "client closed after HelloRetryRequest".into(),
+            ));
+        }
+    };
+    let again = hello
+        .sni
+        .as_deref()
+        .and_then(|s| DomainName::parse(s).ok())
+        .map(|d| d.to_string());
+    if again.as_deref() != sni {
+        return Err(RetryError::SniChanged);
+    }
+    upstream.write_all(&second).await.map_err(io)
+}
+
+/// Length of the change_cipher_spec records at the start of `buf`.
+fn leading_ccs(buf: &[u8]) -> usize {
+    let mut at = 0;
+    while buf.len() >= at + 6 && buf[at] == 0x14 && buf[at + 3] == 0x00 && buf[at + 4] == 0x01 {
+        at += 6;
+    }
+    at
 }
 
 /// Emits the tunnel's one access-log record.

@@ -190,6 +190,7 @@ pub(crate) fn config_check(file: &Path) -> Result<(), Failure> {
             }
             let catalog = load::catalog(&config)?;
             let engine = load::engine(&config, &catalog)?;
+            sluice_proxy::inspect::Inspector::build(&config).map_err(Failure::usage)?;
             for w in load::references(&config, &catalog, &engine)? {
                 eprintln!("warning: {w}");
             }

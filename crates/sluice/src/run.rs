@@ -188,6 +188,7 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
         config.proxy.timeouts.connect,
     );
     let auth = load::auth(&config)?;
+    let inspector = sluice_proxy::inspect::Inspector::build(&config).map_err(Failure::usage)?;
     let (config, engine) = (Arc::new(config), Arc::new(engine));
     Ok(Snapshot::new(
         config,
@@ -195,6 +196,7 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
         Arc::new(dialer),
         Arc::new(upstream),
         auth,
+        inspector,
     ))
 }
 

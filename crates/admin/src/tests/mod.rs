@@ -61,12 +61,14 @@ impl Fixture {
             Duration::from_secs(1),
         );
         let upstream = UpstreamTls::new(&[]).unwrap();
+        let inspector = sluice_proxy::inspect::Inspector::build(&config).unwrap();
         let snapshot = Snapshot::new(
             Arc::new(config),
             Arc::new(engine),
             Arc::new(dialer),
             Arc::new(upstream),
             None,
+            inspector,
         );
         let ca = Arc::new(Ca::load_or_create(dir.path()).unwrap());
         let minter = Arc::new(Minter::new(ca, 64));

@@ -241,3 +241,100 @@ fn sni_mismatch_never_turns_a_bypass_into_a_tunnel() {
     assert_ne!(rec["decision"], "bypass", "{rec}");
     assert_eq!(rec["sni_mismatch"], true);
 }
+
+/// An origin that only accepts secp384r1 key exchange, so clients offering X25519 first get a
+/// HelloRetryRequest. Answers `HTTP/1.1 200` to anything.
+async fn hrr_origin(leaf: &sluice_test_support::Leaf) -> std::net::SocketAddr {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::SECP384R1];
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain_der.clone(), leaf.key_der())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn client_hello(sni: &str) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(vec![0u8]))
+        .ok();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_hello_retry_cannot_change_the_sni_of_a_bypass_pe13() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = sluice_test_support::TestPki::new(dir.path());
+    let leaf = pki.leaf(&["bank.test"], sluice_test_support::LeafOpts::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let origin = rt.block_on(hrr_origin(&leaf));
+    let cfg = sluice_test_support::GatewayConfig::for_pki(&pki)
+        .hosts(&["bank.test"])
+        .connect_ports(&[origin.port()])
+        .extra_toml("[[policy]]\nname = \"default\"\nbypass = { domains = [\"bank.test\"] }\n");
+    let gw = sluice_test_support::TestGateway::start(crate::BIN, cfg);
+    let target = format!("bank.test:{}", origin.port());
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A real client completes its handshake through the retry.
+        let tunnel = sluice_test_support::connect_tunnel(gw.proxy_addr(), &target).await;
+        let opts = sluice_test_support::clients::TlsClientOptions::new("bank.test")
+            .root(pki.root_pem_path())
+            .alpn(&["http/1.1"]);
+        let tls = sluice_test_support::clients::tls_over_tunnel_with(tunnel, &opts)
+            .await
+            .expect("handshake through a HelloRetryRequest");
+        let resp = sluice_test_support::clients::http_get(tls, "bank.test", "/")
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200);
+        // A client that names another server in its second ClientHello is cut off.
+        let mut raw = sluice_test_support::connect_tunnel(gw.proxy_addr(), &target).await;
+        raw.write_all(&client_hello("bank.test")).await.unwrap();
+        let mut hrr = [0u8; 64];
+        raw.read_exact(&mut hrr[..43]).await.unwrap();
+        assert_eq!(hrr[5], 0x02, "the server's HelloRetryRequest is relayed");
+        raw.write_all(&client_hello("elsewhere.test"))
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut rest)).await;
+    });
+    let rec = gw.wait_for_log(|r| r["reason"] == "sni_changed_after_hrr", LOG_WAIT);
+    assert_eq!(rec["decision"], "block");
+}

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod data_path;
 mod hostile;
+mod inspect;
 mod lifecycle;
 mod matrix;
 mod pinning;

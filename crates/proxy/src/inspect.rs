@@ -1,0 +1,338 @@
+//! Inspection of what is decrypted (and of plain HTTP): URL rules per request, and for bodies
+//! the file-type rules (content first, then name), SHA-256 blocklists and an ICAP malware scan.
+//! A body that a rule might judge is held (hold-and-scan, up to `inspect.max_scan_size`) before
+//! the client gets its first byte; a body nobody would judge streams through untouched, so
+//! inspection costs nothing where it does not apply. Bypassed traffic is never inspected.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Uri};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use sluice_inspect::filetype::{detect, extension, FileTypeRule, SNIFF_LEN};
+use sluice_inspect::hashes::{Digest, HashList};
+use sluice_inspect::icap::{IcapClient, RequestHead, ResponseHead, Verdict};
+use sluice_inspect::urls::UrlRules;
+use sluice_policy::config::{Config, FailMode, InspectConfig};
+use sluice_policy::name::Host;
+
+/// The checks of one policy.
+struct PolicyChecks {
+    urls: UrlRules<String>,
+    file_types: Vec<(FileTypeRule, String)>,
+    hashes: HashList,
+}
+
+/// Compiled inspection of one configuration snapshot.
+pub struct Inspector {
+    policies: HashMap<String, PolicyChecks>,
+    icap: Option<IcapClient>,
+    cfg: InspectConfig,
+}
+
+/// Why a message was stopped.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    /// Status for the client.
+    pub status: u16,
+    /// Reason code (`blocked:url`, `blocked:file_type`, `blocked:hash`, `blocked:malware`,
+    /// `blocked:oversize`, `blocked:scan_failed`).
+    pub reason: &'static str,
+    /// What the block page says.
+    pub detail: String,
+    /// The `inspection` log value.
+    pub inspection: String,
+}
+
+/// A body after inspection: held and scanned (whole), or passed through.
+pub enum Scanned {
+    /// Held in memory and judged clean.
+    Held(Bytes),
+    /// Not held: streamed (`prefix` already read, then the rest).
+    Streamed(Resumed),
+}
+
+/// A body whose first bytes were already read: those, then the rest of the stream.
+pub struct Resumed {
+    prefix: Option<Bytes>,
+    rest: Incoming,
+}
+
+impl Body for Resumed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.rest.size_hint();
+        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        hint.set_lower(hint.lower() + extra);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint
+    }
+}
+
+impl Inspector {
+    /// Compiles the checks of every policy; every unusable rule is reported.
+    pub fn build(config: &Config) -> Result<Self, String> {
+        let mut errors = Vec::new();
+        let mut policies = HashMap::new();
+        for p in &config.policies {
+            let b = &p.block;
+            let rules = b
+                .urls
+                .iter()
+                .map(|e| (e.text.clone(), format!("{} ({})", e.text, e.origin)))
+                .collect();
+            let urls = UrlRules::build(rules).unwrap_or_else(|errs| {
+                errors.extend(
+                    errs.into_iter()
+                        .map(|(i, m)| format!("{}: block.urls: {m}", b.urls[i].origin)),
+                );
+                UrlRules::build(Vec::new()).unwrap_or_else(|_| unreachable!("no rules, no errors"))
+            });
+            let mut file_types = Vec::new();
+            for e in &b.file_types {
+                match FileTypeRule::parse(&e.value) {
+                    Ok(rule) => file_types.push((rule, e.text.clone())),
+                    Err(err) => errors.push(format!("{}: block.file_types: {err}", e.origin)),
+                }
+            }
+            let paths: Vec<_> = b.hashes.iter().map(|e| e.value.clone()).collect();
+            let hashes = HashList::load(&paths).unwrap_or_else(|err| {
+                errors.push(format!("policy `{}`: block.hashes: {err}", p.name));
+                HashList::default()
+            });
+            policies.insert(
+                p.name.clone(),
+                PolicyChecks {
+                    urls,
+                    file_types,
+                    hashes,
+                },
+            );
+        }
+        let icap = match &config.inspect.icap {
+            None => None,
+            Some(url) => match IcapClient::new(url, Duration::from_secs(15)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(format!("inspect.icap: {e}"));
+                    None
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(errors.join("\n"));
+        }
+        Ok(Self {
+            policies,
+            icap,
+            cfg: config.inspect.clone(),
+        })
+    }
+
+    /// The URL rule blocking this request, if any.
+    pub fn url_block(&self, policy: &str, host: &Host, uri: &Uri) -> Option<Stop> {
+        let checks = self.policies.get(policy)?;
+        let domain = host.as_domain()?;
+        let rule = checks.urls.find(domain, uri.path())?;
+        Some(Stop {
+            status: 403,
+            reason: "blocked:url",
+            detail: format!("This address is blocked by the URL rule {rule}."),
+            inspection: format!("blocked:url {rule}"),
+        })
+    }
+
+    /// Whether bodies under this policy need holding (some rule could judge them).
+    pub fn wants_bodies(&self, policy: &str) -> bool {
+        self.icap.is_some()
+            || self
+                .policies
+                .get(policy)
+                .is_some_and(|c| !c.file_types.is_empty() || !c.hashes.is_empty())
+    }
+
+    /// Holds and judges a body (a download when `response` is set, else an upload).
+    pub async fn body(
+        &self,
+        policy: &str,
+        request: (&Method, &Uri, &HeaderMap),
+        response: Option<(http::StatusCode, &HeaderMap)>,
+        body: Incoming,
+    ) -> Result<(Scanned, String), Stop> {
+        let headers = response.map_or(request.2, |r| r.1);
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.cfg.max_scan_size as u64) {
+            return self.oversize(Resumed {
+                prefix: None,
+                rest: body,
+            });
+        }
+        let (held, rest) = match collect(body, self.cfg.max_scan_size).await {
+            Ok(Collected::Whole(b)) => (b, None),
+            Ok(Collected::Partial(prefix, rest)) => (prefix, Some(rest)),
+            Err(e) => {
+                return Err(stop(
+                    502,
+                    "blocked:scan_failed",
+                    "The body could not be read.",
+                    format!("error:read {e}"),
+                ))
+            }
+        };
+        if let Some(rest) = rest {
+            return self.oversize(Resumed {
+                prefix: Some(held),
+                rest,
+            });
+        }
+        self.judge(policy, request, response, &held).await?;
+        Ok((Scanned::Held(held), "clean".into()))
+    }
+
+    fn oversize(&self, body: Resumed) -> Result<(Scanned, String), Stop> {
+        match self.cfg.oversize {
+            FailMode::Open => Ok((Scanned::Streamed(body), "skipped:oversize".into())),
+            FailMode::Closed => Err(stop(
+                403,
+                "blocked:oversize",
+                "This file is larger than the gateway can scan.",
+                "blocked:oversize".into(),
+            )),
+        }
+    }
+
+    async fn judge(
+        &self,
+        policy: &str,
+        (method, uri, req_headers): (&Method, &Uri, &HeaderMap),
+        response: Option<(http::StatusCode, &HeaderMap)>,
+        body: &[u8],
+    ) -> Result<(), Stop> {
+        if let Some(checks) = self.policies.get(policy) {
+            let headers = response.map_or(req_headers, |r| r.1);
+            let content_type = headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let detected = detect(
+                &body[..body.len().min(SNIFF_LEN)],
+                extension(uri.path()),
+                content_type,
+            );
+            if let Some((_, text)) = checks
+                .file_types
+                .iter()
+                .find(|(rule, _)| rule.matches(&detected))
+            {
+                let what = detected
+                    .by_content
+                    .or(detected.by_name)
+                    .map_or("blocked", |t| t.name());
+                return Err(stop(
+                    403,
+                    "blocked:file_type",
+                    &format!("Files of type `{what}` are blocked (rule `{text}`)."),
+                    format!("blocked:file_type {text}"),
+                ));
+            }
+            if !checks.hashes.is_empty() {
+                let digest = Digest::of(body);
+                if let Some(source) = checks.hashes.find(&digest) {
+                    return Err(stop(
+                        403,
+                        "blocked:hash",
+                        "This file is on a blocklist.",
+                        format!("blocked:hash {source}"),
+                    ));
+                }
+            }
+        }
+        let Some(icap) = &self.icap else {
+            return Ok(());
+        };
+        let req = RequestHead {
+            method,
+            uri,
+            headers: req_headers,
+        };
+        let verdict = match response {
+            Some((status, headers)) => {
+                icap.respmod(req, ResponseHead { status, headers }, body)
+                    .await
+            }
+            None => icap.reqmod(req, body).await,
+        };
+        match verdict {
+            Ok(Verdict::Clean) => Ok(()),
+            // An antivirus service that changes a message has found something in it (c-icap
+            // outside simple mode cuts an infected body short): deliver nothing.
+            Ok(Verdict::Modified) => Err(stop(403, "blocked:malware", "The virus scanner changed this content.", "blocked:malware modified-by-scanner".into())),
+            Ok(Verdict::Blocked { signature, .. }) => {
+                let name = if signature.is_empty() { "malware".to_string() } else { signature };
+                Err(stop(403, "blocked:malware", &format!("The virus scanner found {name}."), format!("blocked:malware {name}")))
+            }
+            Err(e) if self.cfg.fail == FailMode::Closed => Err(stop(
+                403,
+                "blocked:scan_failed",
+                "This file could not be scanned for malware, so it was blocked (inspect.fail = \"closed\").",
+                format!("error:{}", e.code()),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "ICAP scan failed; delivering (inspect.fail = \"open\")");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn stop(status: u16, reason: &'static str, detail: &str, inspection: String) -> Stop {
+    Stop {
+        status,
+        reason,
+        detail: detail.to_string(),
+        inspection,
+    }
+}
+
+enum Collected {
+    Whole(Bytes),
+    Partial(Bytes, Incoming),
+}
+
+/// Reads a body up to `limit` bytes; past it, returns what was read and the rest unread.
+async fn collect(mut body: Incoming, limit: usize) -> Result<Collected, hyper::Error> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(Collected::Partial(buf.freeze(), body));
+            }
+        }
+    }
+    Ok(Collected::Whole(buf.freeze()))
+}
