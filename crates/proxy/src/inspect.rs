@@ -210,8 +210,8 @@ impl Inspector {
                 rest,
             });
         }
-        self.judge(policy, request, response, &held).await?;
-        Ok((Scanned::Held(held), "clean".into()))
+        let note = self.judge(policy, request, response, &held).await?;
+        Ok((Scanned::Held(held), note.unwrap_or_else(|| "clean".into())))
     }
 
     fn oversize(&self, body: Resumed) -> Result<(Scanned, String), Stop> {
@@ -232,7 +232,7 @@ impl Inspector {
         (method, uri, req_headers): (&Method, &Uri, &HeaderMap),
         response: Option<(http::StatusCode, &HeaderMap)>,
         body: &[u8],
-    ) -> Result<(), Stop> {
+    ) -> Result<Option<String>, Stop> {
         if let Some(checks) = self.policies.get(policy) {
             let headers = response.map_or(req_headers, |r| r.1);
             let content_type = headers
@@ -272,7 +272,7 @@ impl Inspector {
             }
         }
         let Some(icap) = &self.icap else {
-            return Ok(());
+            return Ok(None);
         };
         let req = RequestHead {
             method,
@@ -287,7 +287,7 @@ impl Inspector {
             None => icap.reqmod(req, body).await,
         };
         match verdict {
-            Ok(Verdict::Clean) => Ok(()),
+            Ok(Verdict::Clean) => Ok(None),
             // An antivirus service that changes a message has found something in it (c-icap
             // outside simple mode cuts an infected body short): deliver nothing.
             Ok(Verdict::Modified) => Err(stop(403, "blocked:malware", "The virus scanner changed this content.", "blocked:malware modified-by-scanner".into())),
@@ -303,7 +303,7 @@ impl Inspector {
             )),
             Err(e) => {
                 tracing::warn!(error = %e, "ICAP scan failed; delivering (inspect.fail = \"open\")");
-                Ok(())
+                Ok(Some(format!("error:{}", e.code())))
             }
         }
     }

@@ -288,6 +288,8 @@ fn icap_antivirus_blocks_eicar_both_ways_and_fails_closed() {
     let res = curl_response_via(&open, &good.url("good.test", "/bytes/100"), &[]);
     assert_eq!(res.http_code, 200);
     assert_eq!(res.body, pattern(0, 100));
+    let rec = open.wait_for_log(|r| r["kind"] == "request", LOG_WAIT);
+    assert_eq!(rec["inspection"], "error:icap_unreachable", "{rec}");
 }
 
 fn free_port() -> u16 {
