@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use sluice_inspect::icap::{IcapClient, RequestHead, ResponseHead, Verdict};
 use sluice_inspect::urls::UrlRules;
 use sluice_policy::config::{Config, FailMode, InspectConfig};
 use sluice_policy::name::Host;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The checks of one policy.
 struct PolicyChecks {
@@ -32,7 +34,15 @@ pub struct Inspector {
     policies: HashMap<String, PolicyChecks>,
     icap: Option<IcapClient>,
     cfg: InspectConfig,
+    /// Memory held for scanning across all connections, in [`BUDGET_UNIT`]s: concurrent
+    /// downloads wait for room instead of growing the gateway without bound.
+    budget: Arc<Semaphore>,
 }
+
+/// Granularity of the hold budget.
+const BUDGET_UNIT: usize = 64 * 1024;
+/// Bytes all held bodies together may occupy (256 MiB).
+const BUDGET_BYTES: usize = 256 << 20;
 
 /// Why a message was stopped.
 #[derive(Debug, Clone)]
@@ -144,10 +154,13 @@ impl Inspector {
         if !errors.is_empty() {
             return Err(errors.join("\n"));
         }
+        let units = BUDGET_BYTES / BUDGET_UNIT;
+        let budget = Arc::new(Semaphore::new(units));
         Ok(Self {
             policies,
             icap,
             cfg: config.inspect.clone(),
+            budget,
         })
     }
 
@@ -192,25 +205,35 @@ impl Inspector {
                 rest: body,
             });
         }
-        let (held, rest) = match collect(body, self.cfg.max_scan_size).await {
+        let (held, rest) = match collect(body, self.cfg.max_scan_size, &self.budget).await {
             Ok(Collected::Whole(b)) => (b, None),
             Ok(Collected::Partial(prefix, rest)) => (prefix, Some(rest)),
-            Err(e) => {
+            Err(CollectError::Budget) => {
+                return Err(stop(
+                    503,
+                    "blocked:scan_failed",
+                    "The gateway is busy scanning other files; try again.",
+                    "error:scan_budget".into(),
+                ))
+            }
+            Err(CollectError::Read(e)) => {
+                let note = format!("error:read {e}");
                 return Err(stop(
                     502,
                     "blocked:scan_failed",
                     "The body could not be read.",
-                    format!("error:read {e}"),
-                ))
+                    note,
+                ));
             }
         };
         if let Some(rest) = rest {
             return self.oversize(Resumed {
-                prefix: Some(held),
+                prefix: Some(held.bytes),
                 rest,
             });
         }
-        let note = self.judge(policy, request, response, &held).await?;
+        let note = self.judge(policy, request, response, &held.bytes).await?;
+        let held = held.bytes;
         Ok((Scanned::Held(held), note.unwrap_or_else(|| "clean".into())))
     }
 
@@ -318,21 +341,58 @@ fn stop(status: u16, reason: &'static str, detail: &str, inspection: String) -> 
     }
 }
 
-enum Collected {
-    Whole(Bytes),
-    Partial(Bytes, Incoming),
+/// A held body and its share of the hold budget (returned when dropped).
+struct Held {
+    bytes: Bytes,
+    _permits: Vec<OwnedSemaphorePermit>,
 }
 
-/// Reads a body up to `limit` bytes; past it, returns what was read and the rest unread.
-async fn collect(mut body: Incoming, limit: usize) -> Result<Collected, hyper::Error> {
+enum Collected {
+    Whole(Held),
+    Partial(Held, Incoming),
+}
+
+enum CollectError {
+    Read(hyper::Error),
+    Budget,
+}
+
+/// How long a body may wait for room in the hold budget.
+const BUDGET_WAIT: Duration = Duration::from_secs(30);
+
+/// Reads a body up to `limit` bytes, taking budget as it grows; past `limit`, returns what was
+/// read and the rest unread.
+async fn collect(
+    mut body: Incoming,
+    limit: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<Collected, CollectError> {
     let mut buf = BytesMut::new();
+    let mut permits = Vec::new();
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        if let Ok(data) = frame.map_err(CollectError::Read)?.into_data() {
             buf.extend_from_slice(&data);
+            while permits.len() * BUDGET_UNIT < buf.len() {
+                let permit =
+                    tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_owned()).await;
+                match permit {
+                    Ok(Ok(p)) => permits.push(p),
+                    _ => return Err(CollectError::Budget),
+                }
+            }
             if buf.len() > limit {
-                return Ok(Collected::Partial(buf.freeze(), body));
+                return Ok(Collected::Partial(
+                    Held {
+                        bytes: buf.freeze(),
+                        _permits: permits,
+                    },
+                    body,
+                ));
             }
         }
     }
-    Ok(Collected::Whole(buf.freeze()))
+    Ok(Collected::Whole(Held {
+        bytes: buf.freeze(),
+        _permits: permits,
+    }))
 }

@@ -43,6 +43,13 @@ pub struct BytesLabels {
     pub decision: String,
 }
 
+/// An inspection verdict class (`clean`, `blocked:malware`, `skipped:bypass`, `error:...`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// The verdict, without the rule or signature.
+    pub verdict: String,
+}
+
 /// Outcome of a reload.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -78,6 +85,8 @@ pub struct Metrics {
     pub upstream_tls_seconds: Histogram,
     /// Config reloads.
     pub reloads: Family<ResultLabels, Counter>,
+    /// Inspection verdicts.
+    pub inspections: Family<VerdictLabels, Counter>,
     /// Access-log records dropped because the writer fell behind.
     pub log_dropped: Counter<u64, AtomicU64>,
     /// Pinning observations dropped because the store writer fell behind.
@@ -157,6 +166,11 @@ impl Metrics {
             m.reloads.clone(),
         );
         r.register(
+            "inspections",
+            "Content inspection verdicts",
+            m.inspections.clone(),
+        );
+        r.register(
             "access_log_dropped",
             "Access-log records dropped",
             m.log_dropped.clone(),
@@ -188,6 +202,7 @@ impl Metrics {
             upstream_connect_seconds: latency(),
             upstream_tls_seconds: latency(),
             reloads: Family::default(),
+            inspections: Family::default(),
             log_dropped: Counter::default(),
             store_dropped: Counter::default(),
         }
@@ -195,6 +210,13 @@ impl Metrics {
 
     /// Counts what an access-log record says.
     pub fn record(&self, rec: &AccessRecord) {
+        if let Some(inspection) = &rec.inspection {
+            // The rule or signature after the space is unbounded; the class before it is not.
+            let verdict = inspection.split(' ').next().unwrap_or_default().to_string();
+            self.inspections
+                .get_or_create(&VerdictLabels { verdict })
+                .inc();
+        }
         let decision = rec.decision.unwrap_or("none").to_string();
         let reason = rec.reason.clone().unwrap_or_default();
         let labels = DecisionLabels {
