@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
-use crate::count::Counters;
+use crate::count::{Counters, CountingBody, LoggedBody};
 use crate::front::ClientIo;
 use crate::inspect::Stop;
 use crate::log::{timestamp, AccessRecord, UpstreamCert};
@@ -43,6 +43,8 @@ type ClientTls = tokio_rustls::server::TlsStream<PrefixedIo<ClientIo>>;
 type UpstreamTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 /// Body of a decrypted or forwarded message: relayed, held (scanned), or resumed after a peek.
 pub(crate) type InnerBody = Either<Incoming, Either<Full<Bytes>, crate::inspect::Resumed>>;
+/// A request body on its way upstream, counted for the access log.
+type UpBody = CountingBody<InnerBody>;
 
 /// Intercepts one tunnel.
 #[allow(clippy::too_many_arguments)]
@@ -284,8 +286,8 @@ async fn serve_error(
 
 /// The upstream side of a decrypted connection.
 enum Upstream {
-    H1(Mutex<hyper::client::conn::http1::SendRequest<InnerBody>>),
-    H2(hyper::client::conn::http2::SendRequest<InnerBody>),
+    H1(Mutex<hyper::client::conn::http1::SendRequest<UpBody>>),
+    H2(hyper::client::conn::http2::SendRequest<UpBody>),
 }
 
 /// The first application data, or None if the client closed (FIN, RST or close_notify)
@@ -359,7 +361,7 @@ struct Inner {
 }
 
 impl Inner {
-    async fn handle(&self, req: Request<Incoming>) -> Response<InnerBody> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<LoggedBody<InnerBody>> {
         let started = Instant::now();
         let mut rec = AccessRecord {
             ts: timestamp(SystemTime::now()),
@@ -373,7 +375,8 @@ impl Inner {
         rec.bytes_up = 0;
         rec.bytes_down = 0;
         rec.upstream_cert = None;
-        let resp = match self.exchange(req, &mut rec).await {
+        let up = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let resp = match self.exchange(req, &mut rec, &up).await {
             Ok(resp) => resp,
             Err(stop) => {
                 rec.decision = Some("block");
@@ -390,9 +393,8 @@ impl Inner {
             }
         };
         rec.status = Some(resp.status().as_u16());
-        rec.duration_ms = started.elapsed().as_millis() as u64;
-        self.cx.rt.log.emit(rec);
-        resp
+        let log = self.cx.rt.log.clone();
+        resp.map(|body| LoggedBody::new(body, rec, log, started, up))
     }
 
     /// One request: authority and URL checks, the upload held and judged when a rule could
@@ -401,6 +403,7 @@ impl Inner {
         &self,
         mut req: Request<Incoming>,
         rec: &mut AccessRecord,
+        up: &Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<Response<InnerBody>, Stop> {
         if let Err((status, reason)) = self.check_authority(&req) {
             let detail = "This request names a different host than the connection it was sent on.";
@@ -445,6 +448,7 @@ impl Inner {
             }
             _ => Either::Left(body),
         };
+        let body = CountingBody::new(body, up.clone());
         let mut resp = match self.send(Request::from_parts(parts, body)).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -535,7 +539,7 @@ impl Inner {
         }
     }
 
-    async fn send(&self, req: Request<InnerBody>) -> Result<Response<Incoming>, String> {
+    async fn send(&self, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
         let (mut parts, body) = req.into_parts();
         let websocket = parts
             .headers

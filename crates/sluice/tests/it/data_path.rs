@@ -147,6 +147,17 @@ fn keep_alive_and_bodies_stream_both_ways() {
         1,
         LOG_WAIT,
     );
+    // Request records carry the bytes of their own bodies.
+    let ends = |suffix: &'static str| {
+        move |r: &Value| {
+            r["kind"] == "request" && r["url"].as_str().is_some_and(|u| u.ends_with(suffix))
+        }
+    };
+    let big = w.gw.wait_for_log(ends("/bytes/3000000"), LOG_WAIT);
+    assert_eq!(big["bytes_down"], 3_000_000, "{big}");
+    let echo = w.gw.wait_for_log(ends("/echo"), LOG_WAIT);
+    assert_eq!(echo["bytes_up"], 200_000, "{echo}");
+    assert_eq!(echo["bytes_down"], 200_000, "{echo}");
 }
 
 fn failing_upstream(opts: LeafOpts, names: &[&str], serve_as: &str) -> (World, u16) {
