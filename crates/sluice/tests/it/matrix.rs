@@ -552,3 +552,191 @@ fn minted_leaf_profile_ck03() {
     );
     assert!(certs.contains("CA:FALSE"), "{certs}");
 }
+
+/// A decrypt-policy gateway in front of one misbehaving origin for `name`.
+fn faulty(
+    name: &str,
+    mode: sluice_test_support::Misbehave,
+    extra: &str,
+) -> (TestOrigin, TestGateway) {
+    let dir = pki();
+    let leaf = Leaf::from_pem_files(
+        &[name],
+        &dir.join("faults.chain.pem"),
+        &dir.join("faults.key"),
+    );
+    let o = TestOrigin::builder()
+        .tls(&leaf)
+        .name(name)
+        .misbehave(mode)
+        .start_blocking();
+    let gw = gateway(&[name], &[o.port()], extra);
+    (o, gw)
+}
+
+#[test]
+fn upstream_faults_abort_the_transfer_ft01() {
+    use sluice_test_support::Misbehave;
+    for (name, mode) in [
+        ("rst.test", Misbehave::ResetMidBody),
+        ("fin.test", Misbehave::CloseMidBody),
+    ] {
+        let (o, gw) = faulty(name, mode, "");
+        let ca = gw.ca_pem_path().to_str().unwrap().to_owned();
+        let out = curl(&[
+            "--proxy",
+            &gw.proxy_url(),
+            "--cacert",
+            &ca,
+            "-o",
+            "/dev/null",
+            &o.url(name, "/"),
+        ]);
+        // Never a clean short body: curl sees the transfer cut (18 partial file, 56 recv error,
+        // 92 HTTP/2 stream error).
+        assert!(
+            [18, 56, 92].contains(&out.code),
+            "{name}: curl exit {} {}",
+            out.code,
+            out.stderr
+        );
+        let rec = gw.wait_for_log(|r| r["kind"] == "request", LOG_WAIT);
+        assert!(
+            rec["error"].as_str().is_some(),
+            "{name}: the cut is logged: {rec}"
+        );
+        let _ = o;
+    }
+}
+
+#[test]
+fn upstream_unavailable_or_wrong_before_http_ft04() {
+    use sluice_test_support::Misbehave;
+    let timeouts = "[proxy.timeouts]\nhandshake = \"2s\"\nconnect = \"2s\"\n";
+    for (name, mode, reasons) in [
+        (
+            "stall.test",
+            Misbehave::StallAfterAccept,
+            &["upstream_tls_timeout"][..],
+        ),
+        (
+            "stalltls.test",
+            Misbehave::StallInHandshake,
+            &["upstream_tls_timeout"][..],
+        ),
+        (
+            "garbage.test",
+            Misbehave::GarbagePlaintext,
+            &[
+                "upstream_tls_protocol_error",
+                "upstream_tls_error",
+                "upstream_closed_during_handshake",
+                "upstream_reset_during_handshake",
+            ][..],
+        ),
+    ] {
+        let (o, gw) = faulty(name, mode, timeouts);
+        let started = std::time::Instant::now();
+        let res = curl_response_via(&gw, &o.url(name, "/"), &[]);
+        assert_eq!(res.http_code, 502, "{name}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{name}: bounded by the handshake deadline"
+        );
+        let reason = res.header("x-sluice-reason").unwrap_or("").to_owned();
+        assert!(reasons.contains(&reason.as_str()), "{name}: {reason}");
+    }
+    // Nothing listening: refused at CONNECT with 502.
+    let port = free_port();
+    let gw = gateway(&["refused.test"], &[port], timeouts);
+    let res = curl_response_via(&gw, &format!("https://refused.test:{port}/"), &[]);
+    assert_eq!(res.http_code, 0);
+    let rec = gw.wait_for_log(|r| r["kind"] == "connect", LOG_WAIT);
+    assert_eq!(
+        (rec["status"].as_u64(), rec["reason"].as_str()),
+        (Some(502), Some("upstream_refused"))
+    );
+}
+
+#[test]
+fn upstream_response_framing_attacks_pp05() {
+    use sluice_test_support::Misbehave;
+    let cases: [(&str, &[u8]); 3] = [
+        ("clte.test", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nX-Smuggled: 1\r\nContent-Length: 0\r\n\r\n"),
+        ("dupcl.test", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello"),
+        ("bighdr.test", &[]),
+    ];
+    for (name, raw) in cases {
+        let raw = if name == "bighdr.test" {
+            let mut r = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            r.extend(std::iter::repeat_n(b'a', 1 << 20));
+            r.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            r
+        } else {
+            raw.to_vec()
+        };
+        let (o, gw) = faulty(name, Misbehave::RawResponse(raw), "");
+        let res = curl_response_via(&gw, &o.url(name, "/"), &["--http1.1"]);
+        assert!(
+            res.headers.iter().all(|(k, _)| k != "x-smuggled"),
+            "{name}: a smuggled response never reaches the client"
+        );
+        if name != "clte.test" {
+            assert_eq!(
+                res.http_code, 502,
+                "{name}: an ambiguous or oversized response is refused"
+            );
+        }
+    }
+}
+
+#[test]
+fn name_normalisation_and_look_alikes_pe06_and_sslv2_pe11() {
+    let o = origin("ok.test", "ok.test");
+    let gw = gateway(
+        &["ok.test", "blocked.test", "evilblocked.test"],
+        &[o.port()],
+        "[[policy]]\nname = \"default\"\nblock = { domains = [\"blocked.test\"] }\n",
+    );
+    let port = o.port();
+    let status = |host: &str| {
+        let req = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
+        let reply = sluice_test_support::raw_proxy_exchange(
+            gw.proxy_addr(),
+            req.as_bytes(),
+            Duration::from_millis(500),
+        );
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for variant in ["BLOCKED.TEST", "blocked.test.", "Blocked.Test."] {
+        assert!(
+            status(variant).contains(" 403 "),
+            "{variant} is blocked.test"
+        );
+    }
+    for malformed in ["blocked.test..", ".blocked.test"] {
+        assert!(
+            status(malformed).contains(" 400 "),
+            "{malformed} is malformed"
+        );
+    }
+    assert!(
+        status("evilblocked.test").contains(" 200 "),
+        "a look-alike is not blocked.test"
+    );
+    // An SSLv2-compatible ClientHello is closed, never relayed.
+    let mut sslv2 =
+        format!("CONNECT ok.test:{port} HTTP/1.1\r\nHost: ok.test\r\n\r\n").into_bytes();
+    sslv2.extend_from_slice(
+        b"\x80\x1c\x01\x03\x03\x00\x03\x00\x00\x00\x10\x00\x00\x2fAAAAAAAAAAAAAAAA",
+    );
+    let _ =
+        sluice_test_support::raw_proxy_exchange(gw.proxy_addr(), &sslv2, Duration::from_secs(3));
+    let rec = gw.wait_for_log(|r| r["reason"] == "client_hello_sslv2", LOG_WAIT);
+    assert_eq!(rec["decision"], "block");
+    assert!(o.requests().is_empty());
+}
