@@ -740,3 +740,126 @@ fn name_normalisation_and_look_alikes_pe06_and_sslv2_pe11() {
     assert_eq!(rec["decision"], "block");
     assert!(o.requests().is_empty());
 }
+
+#[test]
+fn header_limits_inside_the_tunnel_pp04() {
+    let o = origin("ok.test", "ok.test");
+    let gw = gateway(
+        &["ok.test"],
+        &[o.port()],
+        "[proxy.timeouts]\nheader = \"2s\"\n",
+    );
+    let target = format!("ok.test:{}", o.port());
+    let ca = gw.ca_pem_path().to_str().unwrap().to_owned();
+    let mut many = b"GET / HTTP/1.1\r\nHost: ok.test\r\n".to_vec();
+    for _ in 0..5000 {
+        many.extend_from_slice(b"X-A: b\r\n");
+    }
+    many.extend_from_slice(b"\r\n");
+    let mut long = b"GET /".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 70_000));
+    long.extend_from_slice(b" HTTP/1.1\r\nHost: ok.test\r\n\r\n");
+    for payload in [many, long] {
+        let out = sluice_test_support::openssl_s_client(
+            gw.proxy_addr(),
+            &target,
+            &[
+                "-servername",
+                "ok.test",
+                "-CAfile",
+                &ca,
+                "-quiet",
+                "-ign_eof",
+            ],
+            &payload,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("HTTP/1.1 431")
+                || text.starts_with("HTTP/1.1 414")
+                || text.starts_with("HTTP/1.1 400"),
+            "{}",
+            text.lines().next().unwrap_or("")
+        );
+    }
+    assert!(
+        o.requests().is_empty(),
+        "oversized heads never reach the origin"
+    );
+}
+
+#[test]
+fn weak_upstream_key_exchange_is_refused_td02() {
+    let dir = pki();
+    let port = free_port();
+    let mut server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-tls1_2",
+            "-cipher",
+            "AES128-SHA@SECLEVEL=0",
+            "-www",
+            "-quiet",
+        ])
+        .arg("-cert")
+        .arg(dir.join("rsa.test.pem"))
+        .arg("-key")
+        .arg(dir.join("rsa.test.key"))
+        .arg("-cert_chain")
+        .arg(dir.join("int.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    wait_listening(port);
+    let gw = gateway(&["weak.test"], &[port], "");
+    let res = curl_response_via(&gw, &format!("https://weak.test:{port}/"), &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        res.http_code, 502,
+        "static-RSA + CBC-SHA1 only: no common suite"
+    );
+    assert!(
+        res.header("x-sluice-reason")
+            .is_some_and(|r| r.starts_with("upstream_tls")),
+        "{:?}",
+        res.header("x-sluice-reason")
+    );
+}
+
+#[test]
+fn log_injection_and_secrets_dl04() {
+    let o = origin("ok.test", "ok.test");
+    let gw = gateway(&["ok.test"], &[o.port()], "");
+    let url = o.url(
+        "ok.test",
+        "/a%0d%0a%7b%22decision%22%3a%22bypass%22%7d?x=%1b%5b31m",
+    );
+    let res = curl_response_via(
+        &gw,
+        &url,
+        &[
+            "--globoff",
+            "-H",
+            "Authorization: Bearer CANARY123",
+            "-H",
+            "Cookie: session=CANARY456",
+            "--proxy-header",
+            "Proxy-Authorization: Basic Q0FOQVJZNzg5OnB3",
+        ],
+    );
+    assert_eq!(res.http_code, 200, "{}", res.output.stderr);
+    gw.wait_for_log(|r| r["kind"] == "request", LOG_WAIT);
+    for line in gw.stdout_lines() {
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("one JSON object per line ({e}): {line}"));
+        assert!(v.is_object());
+        assert!(
+            !line.contains("CANARY"),
+            "secrets never reach the log: {line}"
+        );
+    }
+}
