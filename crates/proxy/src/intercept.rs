@@ -9,10 +9,10 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, Uri, Version};
+use http::Request;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -30,14 +30,19 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
-use crate::count::{Counters, CountingBody, LoggedBody};
+use crate::count::{Counters, CountingBody};
 use crate::front::ClientIo;
-use crate::inspect::Stop;
-use crate::log::{timestamp, AccessRecord, UpstreamCert};
+use crate::log::UpstreamCert;
 use crate::pinning;
 use crate::respond;
 use crate::tunnel::{finish, Target};
 use crate::ConnCtx;
+
+mod serve;
+
+pub use serve::strip_hop_by_hop;
+pub(crate) use serve::{has_body, response_has_body};
+use serve::{Inner, Upstream};
 
 type ClientTls = tokio_rustls::server::TlsStream<PrefixedIo<ClientIo>>;
 type UpstreamTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
@@ -284,12 +289,6 @@ async fn serve_error(
     r.map_err(|e| e.to_string())
 }
 
-/// The upstream side of a decrypted connection.
-enum Upstream {
-    H1(Mutex<hyper::client::conn::http1::SendRequest<UpBody>>),
-    H2(hyper::client::conn::http2::SendRequest<UpBody>),
-}
-
 /// The first application data, or None if the client closed (FIN, RST or close_notify)
 /// before sending any.
 async fn first_data(tls: &mut ClientTls) -> Option<Bytes> {
@@ -350,320 +349,4 @@ async fn serve_decrypted(
             .await
     };
     r.map_err(|e| e.to_string())
-}
-
-struct Inner {
-    upstream: Upstream,
-    name: Host,
-    port: u16,
-    base: AccessRecord,
-    cx: Arc<ConnCtx>,
-}
-
-impl Inner {
-    async fn handle(&self, req: Request<Incoming>) -> Response<LoggedBody<InnerBody>> {
-        let started = Instant::now();
-        let mut rec = AccessRecord {
-            ts: timestamp(SystemTime::now()),
-            kind: "request",
-            method: Some(req.method().to_string()),
-            url: Some(self.url(&req)),
-            decision: Some("decrypt"),
-            reason: self.base.reason.clone(),
-            ..self.base.clone()
-        };
-        rec.bytes_up = 0;
-        rec.bytes_down = 0;
-        rec.upstream_cert = None;
-        let up = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let resp = match self.exchange(req, &mut rec, &up).await {
-            Ok(resp) => resp,
-            Err(stop) => {
-                rec.decision = Some("block");
-                rec.reason = Some(stop.reason.into());
-                rec.inspection = Some(stop.inspection).filter(|i| !i.is_empty());
-                let page = respond::page(
-                    stop.status,
-                    stop.reason,
-                    respond::title(stop.status),
-                    &stop.detail,
-                    self.cx.id,
-                );
-                page.map(|b| Either::Right(Either::Left(b)))
-            }
-        };
-        rec.status = Some(resp.status().as_u16());
-        let log = self.cx.rt.log.clone();
-        resp.map(|body| LoggedBody::new(body, rec, log, started, up))
-    }
-
-    /// One request: authority and URL checks, the upload held and judged when a rule could
-    /// apply, the upstream round trip, then the download likewise.
-    async fn exchange(
-        &self,
-        mut req: Request<Incoming>,
-        rec: &mut AccessRecord,
-        up: &Arc<std::sync::atomic::AtomicU64>,
-    ) -> Result<Response<InnerBody>, Stop> {
-        if let Err((status, reason)) = self.check_authority(&req) {
-            let detail = "This request names a different host than the connection it was sent on.";
-            return Err(Stop {
-                status,
-                reason,
-                detail: detail.into(),
-                inspection: String::new(),
-            });
-        }
-        let insp = self.cx.snap.inspector.clone();
-        let policy = self.base.policy.clone().unwrap_or_default();
-        if let Some(stop) = insp.url_block(&policy, &self.name, req.uri()) {
-            return Err(stop);
-        }
-        let judge = insp.wants_bodies(&policy);
-        rec.inspection = Some(if judge { "clean" } else { "skipped:no_rules" }.into());
-        let upgrade = wants_websocket(&req).then(|| hyper::upgrade::on(&mut req));
-        let seen = judge.then(|| {
-            (
-                req.method().clone(),
-                req.uri().clone(),
-                req.headers().clone(),
-            )
-        });
-        let (parts, body) = req.into_parts();
-        let body = match &seen {
-            Some((method, uri, headers)) if has_body(method, headers) => {
-                match insp
-                    .body(&policy, (method, uri, headers), None, body)
-                    .await?
-                {
-                    (crate::inspect::Scanned::Held(b), verdict) => {
-                        rec.inspection = Some(verdict);
-                        Either::Right(Either::Left(Full::new(b)))
-                    }
-                    (crate::inspect::Scanned::Streamed(r), verdict) => {
-                        rec.inspection = Some(verdict);
-                        Either::Right(Either::Right(r))
-                    }
-                }
-            }
-            _ => Either::Left(body),
-        };
-        let body = CountingBody::new(body, up.clone());
-        let mut resp = match self.send(Request::from_parts(parts, body)).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                rec.error = Some(e);
-                let detail = "The origin server closed or reset the connection.";
-                return Err(Stop {
-                    status: 502,
-                    reason: "upstream_error",
-                    detail: detail.into(),
-                    inspection: String::new(),
-                });
-            }
-        };
-        if let (Some(client_up), 101) = (upgrade, resp.status().as_u16()) {
-            let up_up = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice_upgrades(client_up, up_up));
-        }
-        let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        strip_hop_by_hop(resp.headers_mut(), switching);
-        let judged = seen.filter(|(m, _, _)| m != http::Method::HEAD && response_has_body(&resp));
-        let Some((method, uri, headers)) = judged else {
-            return Ok(resp.map(Either::Left));
-        };
-        let (mut parts, body) = resp.into_parts();
-        let (scanned, verdict) = insp
-            .body(
-                &policy,
-                (&method, &uri, &headers),
-                Some((parts.status, &parts.headers)),
-                body,
-            )
-            .await?;
-        rec.inspection = Some(verdict);
-        Ok(match scanned {
-            crate::inspect::Scanned::Held(b) => {
-                // The held body goes out with its exact length.
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
-                Response::from_parts(parts, Either::Right(Either::Left(Full::new(b))))
-            }
-            crate::inspect::Scanned::Streamed(r) => {
-                Response::from_parts(parts, Either::Right(Either::Right(r)))
-            }
-        })
-    }
-
-    fn url(&self, req: &Request<Incoming>) -> String {
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        match (&self.name, self.port) {
-            (Host::Ip(std::net::IpAddr::V6(ip)), 443) => format!("https://[{ip}]{path}"),
-            (Host::Ip(std::net::IpAddr::V6(ip)), port) => format!("https://[{ip}]:{port}{path}"),
-            (name, 443) => format!("https://{name}{path}"),
-            (name, port) => format!("https://{name}:{port}{path}"),
-        }
-    }
-
-    /// The request must be for the host this connection was decided and verified for
-    /// (security matrix PE-04): another authority gets 421, two Host headers 400.
-    fn check_authority(&self, req: &Request<Incoming>) -> Result<(), (u16, &'static str)> {
-        // An origin is not a proxy: CONNECT inside a decrypted tunnel is refused (matrix PE-16).
-        if req.method() == http::Method::CONNECT {
-            return Err((405, "connect_in_tunnel"));
-        }
-        let hosts = req.headers().get_all(header::HOST).iter().count();
-        if hosts > 1 {
-            return Err((400, "duplicate_host_header"));
-        }
-        let authority = match req.uri().authority() {
-            Some(a) => a.host().to_string(),
-            None => match req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-            {
-                Some(h) => h
-                    .parse::<http::uri::Authority>()
-                    .map(|a| a.host().to_string())
-                    .map_err(|_| (400, "bad_host_header"))?,
-                None if req.version() == Version::HTTP_10 => return Ok(()),
-                None => return Err((400, "missing_host_header")),
-            },
-        };
-        match Host::parse(&authority) {
-            Ok(h) if h == self.name => Ok(()),
-            _ => Err((421, "authority_mismatch")),
-        }
-    }
-
-    async fn send(&self, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
-        let (mut parts, body) = req.into_parts();
-        let websocket = parts
-            .headers
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-        strip_hop_by_hop(&mut parts.headers, websocket);
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let authority = if self.port == 443 {
-            self.name.to_string()
-        } else {
-            format!("{}:{}", self.name, self.port)
-        };
-        let authority = if matches!(self.name, Host::Ip(std::net::IpAddr::V6(_))) {
-            format!("[{}]", authority)
-        } else {
-            authority
-        };
-        match &self.upstream {
-            Upstream::H2(send) => {
-                parts.uri = Uri::builder()
-                    .scheme("https")
-                    .authority(authority.as_str())
-                    .path_and_query(path)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                parts.version = Version::HTTP_2;
-                parts.headers.remove(header::HOST);
-                let mut send = send.clone();
-                send.ready().await.map_err(|e| e.to_string())?;
-                send.send_request(Request::from_parts(parts, body))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Upstream::H1(send) => {
-                parts.uri = path
-                    .parse()
-                    .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-                if !parts.headers.contains_key(header::HOST) {
-                    if let Ok(v) = HeaderValue::from_str(&authority) {
-                        parts.headers.insert(header::HOST, v);
-                    }
-                }
-                let mut send = send.lock().await;
-                send.ready().await.map_err(|e| e.to_string())?;
-                send.send_request(Request::from_parts(parts, body))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        }
-    }
-}
-
-/// Whether a request carries a body worth holding (RFC 9112 §6.3: framed by length or
-/// chunking).
-pub(crate) fn has_body(method: &http::Method, headers: &HeaderMap) -> bool {
-    let framed = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    framed && method != http::Method::GET && method != http::Method::HEAD
-}
-
-/// Whether a response has a body to judge (not 1xx/204/304).
-pub(crate) fn response_has_body<B>(resp: &Response<B>) -> bool {
-    let s = resp.status();
-    !(s.is_informational()
-        || s == http::StatusCode::NO_CONTENT
-        || s == http::StatusCode::NOT_MODIFIED)
-}
-
-fn wants_websocket(req: &Request<Incoming>) -> bool {
-    req.version() == Version::HTTP_11
-        && req
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-}
-
-async fn splice_upgrades(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
-        let _ = crate::relay::relay(
-            TokioIo::new(c),
-            TokioIo::new(u),
-            std::time::Duration::from_secs(300),
-        )
-        .await;
-    }
-}
-
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any named in `Connection`.
-/// WebSocket handshakes keep `Connection: upgrade` and `Upgrade: websocket`; every other
-/// upgrade (h2c in particular, security matrix PP-08) is stripped.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket: bool) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !(s.is_empty() || keep_websocket && s == "upgrade"))
-        .collect();
-    for name in named {
-        headers.remove(name.as_str());
-    }
-    for h in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "http2-settings",
-    ] {
-        headers.remove(h);
-    }
-    if keep_websocket {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
-    }
 }
