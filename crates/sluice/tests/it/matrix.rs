@@ -194,40 +194,23 @@ fn verification_target_without_sni_is_the_connect_host_uc11() {
 
 #[test]
 fn obsolete_upstream_tls_versions_are_refused_td01() {
-    let dir = pki();
-    let mut gws = Vec::new();
+    let chain = pki().join("int.pem");
     for flag in ["-tls1", "-tls1_1"] {
-        let port = free_port();
-        let mut server = std::process::Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
+        let old = OpensslOrigin::start(
+            "rsa.test",
+            &[
                 flag,
                 "-cipher",
                 "DEFAULT@SECLEVEL=0",
-                "-www",
-                "-quiet",
-            ])
-            .arg("-cert")
-            .arg(dir.join("rsa.test.pem"))
-            .arg("-key")
-            .arg(dir.join("rsa.test.key"))
-            .arg("-cert_chain")
-            .arg(dir.join("int.pem"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("openssl s_server");
-        wait_listening(port);
-        let gw = gateway(&["tls10.test"], &[port], "");
-        let res = curl_response_via(&gw, &format!("https://tls10.test:{port}/"), &[]);
-        let _ = server.kill();
-        let _ = server.wait();
+                "-cert_chain",
+                chain.to_str().unwrap(),
+            ],
+        );
+        let gw = gateway(&["tls10.test"], &[old.port], "");
+        let res = curl_response_via(&gw, &format!("https://tls10.test:{}/", old.port), &[]);
         assert_eq!(res.http_code, 502, "{flag}");
         let reason = res.header("x-sluice-reason").unwrap_or("").to_owned();
         assert!(reason.starts_with("upstream_tls"), "{flag}: {reason}");
-        gws.push(gw);
     }
 }
 
@@ -790,34 +773,19 @@ fn header_limits_inside_the_tunnel_pp04() {
 
 #[test]
 fn weak_upstream_key_exchange_is_refused_td02() {
-    let dir = pki();
-    let port = free_port();
-    let mut server = std::process::Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
+    let chain = pki().join("int.pem");
+    let weak = OpensslOrigin::start(
+        "rsa.test",
+        &[
             "-tls1_2",
             "-cipher",
             "AES128-SHA@SECLEVEL=0",
-            "-www",
-            "-quiet",
-        ])
-        .arg("-cert")
-        .arg(dir.join("rsa.test.pem"))
-        .arg("-key")
-        .arg(dir.join("rsa.test.key"))
-        .arg("-cert_chain")
-        .arg(dir.join("int.pem"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
-    wait_listening(port);
-    let gw = gateway(&["weak.test"], &[port], "");
-    let res = curl_response_via(&gw, &format!("https://weak.test:{port}/"), &[]);
-    let _ = server.kill();
-    let _ = server.wait();
+            "-cert_chain",
+            chain.to_str().unwrap(),
+        ],
+    );
+    let gw = gateway(&["weak.test"], &[weak.port], "");
+    let res = curl_response_via(&gw, &format!("https://weak.test:{}/", weak.port), &[]);
     assert_eq!(
         res.http_code, 502,
         "static-RSA + CBC-SHA1 only: no common suite"
