@@ -831,3 +831,72 @@ fn log_injection_and_secrets_dl04() {
         );
     }
 }
+
+#[test]
+fn version_intolerant_upstream_gets_one_attempt_td03() {
+    // An upstream that resets any ClientHello offering TLS 1.3: sluice must not retry with a
+    // lower version (no insecure fallback, RFC 7507), so exactly one attempt and a 502.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = attempts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            use std::io::Read;
+            let mut conn = conn;
+            let mut hello = [0u8; 2048];
+            let _ = conn.read(&mut hello);
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // SO_LINGER 0 would send an RST; dropping right after reading is close enough for
+            // a handshake that never gets its ServerHello.
+            drop(conn);
+        }
+    });
+    let gw = gateway(&["intolerant.test"], &[port], "");
+    let res = curl_response_via(&gw, &format!("https://intolerant.test:{port}/"), &[]);
+    assert_eq!(res.http_code, 502);
+    let reason = res.header("x-sluice-reason").unwrap_or("").to_owned();
+    assert!(reason.starts_with("upstream_"), "{reason}");
+    assert_eq!(
+        attempts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no fallback retry"
+    );
+}
+
+#[test]
+fn internationalised_names_are_a_labels_pe07() {
+    let o = origin("ok.test", "ok.test");
+    let gw = gateway(
+        &["xn--bcher-kva.test"],
+        &[o.port()],
+        "[[policy]]\nname = \"default\"\nbypass = { domains = [\"bücher.test\"] }\n",
+    );
+    // A rule written as a U-label matches the A-label a client sends.
+    let _ = sluice_test_support::openssl_s_client(
+        gw.proxy_addr(),
+        &format!("xn--bcher-kva.test:{}", o.port()),
+        &["-servername", "xn--bcher-kva.test"],
+        b"",
+    );
+    let rec = gw.wait_for_log(|r| r["kind"] == "connect", LOG_WAIT);
+    assert_eq!(rec["host"], "xn--bcher-kva.test");
+    assert_eq!(rec["decision"], "bypass", "{rec}");
+    // A raw UTF-8 U-label in the CONNECT line is not a valid request target (RFC 9112: ASCII)
+    // and is refused rather than guessed at.
+    let req = format!(
+        "CONNECT bücher.test:{0} HTTP/1.1\r\nHost: bücher.test:{0}\r\n\r\n",
+        o.port()
+    );
+    let reply = sluice_test_support::raw_proxy_exchange(
+        gw.proxy_addr(),
+        req.as_bytes(),
+        Duration::from_millis(500),
+    );
+    let line = String::from_utf8_lossy(&reply)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains(" 400 "), "{line}");
+}
