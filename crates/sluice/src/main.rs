@@ -14,6 +14,11 @@ mod policy_test;
 mod run;
 mod whatif;
 
+// jemalloc returns freed memory to the system over time; glibc's allocator kept ~500 MiB after
+// 10,000 tunnels closed (BENCHMARKS.md, RL-01), so a gateway's footprint tracked its peak.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// sluice: a secure web gateway that decrypts what it should, and leaves pinned apps alone.
 #[derive(Parser)]
 #[command(name = "sluice", version, about)]
