@@ -26,7 +26,7 @@ use crate::respond;
 use crate::ConnCtx;
 
 /// The pooled plain-HTTP client.
-pub type HttpClient = Client<DialConnector, crate::intercept::InnerBody>;
+pub type HttpClient = Client<DialConnector, crate::inspect::InnerBody>;
 
 /// Builds the client for a dialer.
 pub fn http_client(dialer: Arc<Dialer>) -> HttpClient {
@@ -149,20 +149,12 @@ pub async fn forward(
         )
     });
     let (parts, body) = req.into_parts();
-    let body = match &seen {
-        Some((m, u, h)) if crate::intercept::has_body(m, h) => {
-            match insp.body(&policy, (m, u, h), None, body).await {
-                Ok((scanned, verdict)) => {
-                    rec.inspection = Some(verdict);
-                    held_or_resumed(scanned)
-                }
-                Err(stop) => {
-                    rec.inspection = Some(stop.inspection);
-                    return block_page(&cx, rec, stop.status, stop.reason, &stop.detail, started);
-                }
-            }
-        }
-        _ => Either::Left(body),
+    let body = match insp
+        .upload(&policy, seen.as_ref(), body, &mut rec.inspection)
+        .await
+    {
+        Ok(body) => body,
+        Err(stop) => return stopped(&cx, rec, stop, started),
     };
     let resp = match cx.snap.http.request(Request::from_parts(parts, body)).await {
         Ok(mut resp) => {
@@ -179,44 +171,19 @@ pub async fn forward(
             return block_page(&cx, rec, status, code, &detail, started);
         }
     };
-    let judged = seen
-        .filter(|(m, _, _)| m != http::Method::HEAD && crate::intercept::response_has_body(&resp));
-    let resp = match judged {
-        None => resp.map(Either::Left),
-        Some((m, u, h)) => {
-            let (mut parts, body) = resp.into_parts();
-            match insp
-                .body(
-                    &policy,
-                    (&m, &u, &h),
-                    Some((parts.status, &parts.headers)),
-                    body,
-                )
-                .await
-            {
-                Ok((scanned, verdict)) => {
-                    rec.inspection = Some(verdict);
-                    if let crate::inspect::Scanned::Held(b) = &scanned {
-                        parts.headers.remove(header::TRANSFER_ENCODING);
-                        parts
-                            .headers
-                            .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
-                    }
-                    let body = match held_or_resumed(scanned) {
-                        Either::Right(Either::Left(full)) => Either::Right(Either::Left(full)),
-                        Either::Right(Either::Right(r)) => {
-                            Either::Right(Either::Right(Either::Right(r)))
-                        }
-                        Either::Left(incoming) => Either::Left(incoming),
-                    };
-                    Response::from_parts(parts, body)
-                }
-                Err(stop) => {
-                    rec.inspection = Some(stop.inspection);
-                    return block_page(&cx, rec, stop.status, stop.reason, &stop.detail, started);
-                }
+    let resp = match insp
+        .download(&policy, seen, resp, &mut rec.inspection)
+        .await
+    {
+        // The front end's body type nests the same variants one level deeper.
+        Ok(resp) => resp.map(|body| match body {
+            Either::Left(relayed) => Either::Left(relayed),
+            Either::Right(Either::Left(held)) => Either::Right(Either::Left(held)),
+            Either::Right(Either::Right(resumed)) => {
+                Either::Right(Either::Right(Either::Right(resumed)))
             }
-        }
+        }),
+        Err(stop) => return stopped(&cx, rec, stop, started),
     };
     rec.status = Some(resp.status().as_u16());
     rec.duration_ms = started.elapsed().as_millis() as u64;
@@ -224,13 +191,14 @@ pub async fn forward(
     resp
 }
 
-fn held_or_resumed(scanned: crate::inspect::Scanned) -> crate::intercept::InnerBody {
-    match scanned {
-        crate::inspect::Scanned::Held(b) => {
-            Either::Right(Either::Left(http_body_util::Full::new(b)))
-        }
-        crate::inspect::Scanned::Streamed(r) => Either::Right(Either::Right(r)),
-    }
+fn stopped(
+    cx: &ConnCtx,
+    mut rec: AccessRecord,
+    stop: crate::inspect::Stop,
+    started: Instant,
+) -> Response<Body> {
+    rec.inspection = Some(stop.inspection);
+    block_page(cx, rec, stop.status, stop.reason, &stop.detail, started)
 }
 
 fn block_page(

@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Uri};
-use http_body_util::BodyExt;
+use http::{header, HeaderMap, HeaderValue, Method, Response, Uri};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use sluice_inspect::filetype::{detect, extension, FileTypeRule, SNIFF_LEN};
 use sluice_inspect::hashes::{Digest, HashList};
@@ -58,12 +58,29 @@ pub struct Stop {
     pub inspection: String,
 }
 
+/// Body of a decrypted or forwarded message: relayed, held (scanned), or resumed after a
+/// partial read.
+pub type InnerBody = Either<Incoming, Either<Full<Bytes>, Resumed>>;
+
+/// What inspection needs of a request after it has been sent on: its method, target and head.
+pub type Seen = (Method, Uri, HeaderMap);
+
 /// A body after inspection: held and scanned (whole), or passed through.
 pub enum Scanned {
     /// Held in memory and judged clean.
     Held(Bytes),
     /// Not held: streamed (`prefix` already read, then the rest).
     Streamed(Resumed),
+}
+
+impl Scanned {
+    /// As a message body.
+    pub fn into_body(self) -> InnerBody {
+        match self {
+            Self::Held(b) => Either::Right(Either::Left(Full::new(b))),
+            Self::Streamed(r) => Either::Right(Either::Right(r)),
+        }
+    }
 }
 
 /// A body whose first bytes were already read: those, then the rest of the stream.
@@ -196,7 +213,7 @@ impl Inspector {
     ) -> Result<(Scanned, String), Stop> {
         let headers = response.map_or(request.2, |r| r.1);
         let declared = headers
-            .get(http::header::CONTENT_LENGTH)
+            .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.cfg.max_scan_size as u64) {
@@ -237,6 +254,60 @@ impl Inspector {
         Ok((Scanned::Held(held), note.unwrap_or_else(|| "clean".into())))
     }
 
+    /// The request's upload, held and judged when a rule could apply (`seen` is set only
+    /// then), else passed through. `verdict` receives the inspection log value.
+    pub async fn upload(
+        &self,
+        policy: &str,
+        seen: Option<&Seen>,
+        body: Incoming,
+        verdict: &mut Option<String>,
+    ) -> Result<InnerBody, Stop> {
+        let Some((method, uri, headers)) =
+            seen.filter(|(m, _, h)| crate::intercept::has_body(m, h))
+        else {
+            return Ok(Either::Left(body));
+        };
+        let (scanned, note) = self
+            .body(policy, (method, uri, headers), None, body)
+            .await?;
+        *verdict = Some(note);
+        Ok(scanned.into_body())
+    }
+
+    /// The response's download, held and judged when a rule could apply, else passed through.
+    pub async fn download(
+        &self,
+        policy: &str,
+        seen: Option<Seen>,
+        resp: Response<Incoming>,
+        verdict: &mut Option<String>,
+    ) -> Result<Response<InnerBody>, Stop> {
+        let judged = seen
+            .filter(|(m, _, _)| m != Method::HEAD && crate::intercept::response_has_body(&resp));
+        let Some((method, uri, headers)) = judged else {
+            return Ok(resp.map(Either::Left));
+        };
+        let (mut parts, body) = resp.into_parts();
+        let (scanned, note) = self
+            .body(
+                policy,
+                (&method, &uri, &headers),
+                Some((parts.status, &parts.headers)),
+                body,
+            )
+            .await?;
+        *verdict = Some(note);
+        if let Scanned::Held(b) = &scanned {
+            // The held body goes out with its exact length.
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+        }
+        Ok(Response::from_parts(parts, scanned.into_body()))
+    }
+
     fn oversize(&self, body: Resumed) -> Result<(Scanned, String), Stop> {
         match self.cfg.oversize {
             FailMode::Open => Ok((Scanned::Streamed(body), "skipped:oversize".into())),
@@ -259,7 +330,7 @@ impl Inspector {
         if let Some(checks) = self.policies.get(policy) {
             let headers = response.map_or(req_headers, |r| r.1);
             let content_type = headers
-                .get(http::header::CONTENT_TYPE)
+                .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok());
             let detected = detect(
                 &body[..body.len().min(SNIFF_LEN)],

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -46,8 +45,7 @@ use serve::{Inner, Upstream};
 
 type ClientTls = tokio_rustls::server::TlsStream<PrefixedIo<ClientIo>>;
 type UpstreamTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
-/// Body of a decrypted or forwarded message: relayed, held (scanned), or resumed after a peek.
-pub(crate) type InnerBody = Either<Incoming, Either<Full<Bytes>, crate::inspect::Resumed>>;
+pub(crate) use crate::inspect::InnerBody;
 /// A request body on its way upstream, counted for the access log.
 type UpBody = CountingBody<InnerBody>;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sluice_policy::name::Host;
@@ -103,24 +103,9 @@ impl Inner {
             )
         });
         let (parts, body) = req.into_parts();
-        let body = match &seen {
-            Some((method, uri, headers)) if has_body(method, headers) => {
-                match insp
-                    .body(&policy, (method, uri, headers), None, body)
-                    .await?
-                {
-                    (crate::inspect::Scanned::Held(b), verdict) => {
-                        rec.inspection = Some(verdict);
-                        Either::Right(Either::Left(Full::new(b)))
-                    }
-                    (crate::inspect::Scanned::Streamed(r), verdict) => {
-                        rec.inspection = Some(verdict);
-                        Either::Right(Either::Right(r))
-                    }
-                }
-            }
-            _ => Either::Left(body),
-        };
+        let body = insp
+            .upload(&policy, seen.as_ref(), body, &mut rec.inspection)
+            .await?;
         let body = CountingBody::new(body, up.clone());
         let mut resp = match self.send(Request::from_parts(parts, body)).await {
             Ok(resp) => resp,
@@ -141,33 +126,8 @@ impl Inner {
         }
         let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         strip_hop_by_hop(resp.headers_mut(), switching);
-        let judged = seen.filter(|(m, _, _)| m != http::Method::HEAD && response_has_body(&resp));
-        let Some((method, uri, headers)) = judged else {
-            return Ok(resp.map(Either::Left));
-        };
-        let (mut parts, body) = resp.into_parts();
-        let (scanned, verdict) = insp
-            .body(
-                &policy,
-                (&method, &uri, &headers),
-                Some((parts.status, &parts.headers)),
-                body,
-            )
-            .await?;
-        rec.inspection = Some(verdict);
-        Ok(match scanned {
-            crate::inspect::Scanned::Held(b) => {
-                // The held body goes out with its exact length.
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
-                Response::from_parts(parts, Either::Right(Either::Left(Full::new(b))))
-            }
-            crate::inspect::Scanned::Streamed(r) => {
-                Response::from_parts(parts, Either::Right(Either::Right(r)))
-            }
-        })
+        insp.download(&policy, seen, resp, &mut rec.inspection)
+            .await
     }
 
     fn url(&self, req: &Request<Incoming>) -> String {
