@@ -212,6 +212,7 @@ async fn connect(
             return refuse(&cx, rec, status, e.code(), &e.to_string());
         }
     };
+    rec.dest = Some(addr.to_string());
     let target = crate::tunnel::Target {
         host,
         port,

@@ -307,21 +307,23 @@ async fn serve_decrypted(
     cx: &Arc<ConnCtx>,
 ) -> Result<(), String> {
     let io = TokioIo::new(up);
+    let (failed, conn_failure) = tokio::sync::watch::channel(None);
     let upstream = if h2 {
         let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| format!("upstream h2: {e}"))?;
-        tokio::spawn(conn);
+        serve::drive_upstream(conn, failed);
         Upstream::H2(send)
     } else {
         let (send, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| format!("upstream h1: {e}"))?;
-        tokio::spawn(conn.with_upgrades());
+        serve::drive_upstream(conn.with_upgrades(), failed);
         Upstream::H1(Mutex::new(send))
     };
     let inner = Arc::new(Inner {
         upstream,
+        conn_failure,
         name: name.clone(),
         port: t.port,
         base: t.rec.clone(),

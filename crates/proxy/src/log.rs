@@ -91,6 +91,13 @@ pub struct AccessRecord {
     /// SNI and CONNECT host differed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sni_mismatch: bool,
+    /// The upstream address dialled (`ip:port`), for tunnels: what a bypass actually reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+    /// The ClientHello carried `encrypted_client_hello`: `sni` is the ECH provider's public
+    /// name, not the site the client wants.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ech: bool,
 }
 
 /// Records queued for the writer. The channel allocates its whole buffer up front, so this is

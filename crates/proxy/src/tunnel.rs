@@ -133,7 +133,14 @@ pub async fn run(
         explain: false,
     };
     let exceptions = cx.rt.exceptions.load();
-    let d = cx.snap.engine.decide(&q, &exceptions);
+    let mut d = cx.snap.engine.decide(&q, &exceptions);
+    if hello.ech && d.action == Action::Bypass && d.reason != "policy-off" && !cfg.ech_bypass {
+        // With ECH the SNI is the provider's public name, shared by every site behind it: a
+        // rule for that name would exempt all of them (security matrix PE-12). Decrypting
+        // makes an RFC 9849 client retry without ECH, and the retry names the real site.
+        d.action = Action::Decrypt;
+        d.reason = "ech_public_name";
+    }
     t.rec.policy = Some(d.policy.to_string());
     t.rec.app = d.app.clone();
     t.rec.category = d.category.clone();
@@ -168,6 +175,7 @@ pub async fn run(
 
 fn describe_hello(rec: &mut AccessRecord, hello: &ClientHello, sni: Option<&DomainName>) {
     rec.sni = sni.map(|s| s.to_string());
+    rec.ech = hello.ech;
     rec.ja4 = Some(sluice_tls::ja4::ja4(hello));
     rec.tls_version = Some(
         if hello.offers_tls13() {

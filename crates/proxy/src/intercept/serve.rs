@@ -25,8 +25,12 @@ pub(super) enum Upstream {
     H2(hyper::client::conn::http2::SendRequest<UpBody>),
 }
 
+/// Why the upstream connection ended, once it has failed: (detail, reason code).
+pub(super) type ConnFailure = tokio::sync::watch::Receiver<Option<(String, &'static str)>>;
+
 pub(super) struct Inner {
     pub(super) upstream: Upstream,
+    pub(super) conn_failure: ConnFailure,
     pub(super) name: Host,
     pub(super) port: u16,
     pub(super) base: AccessRecord,
@@ -109,12 +113,20 @@ impl Inner {
         let body = CountingBody::new(body, up.clone());
         let mut resp = match self.send(Request::from_parts(parts, body)).await {
             Ok(resp) => resp,
-            Err(e) => {
+            Err((e, reason)) => {
+                let (e, reason) = match reason {
+                    "upstream_error" => self.connection_failure().await.unwrap_or((e, reason)),
+                    _ => (e, reason),
+                };
                 rec.error = Some(e);
-                let detail = "The origin server closed or reset the connection.";
+                let detail = if reason == "upstream_error" {
+                    "The origin server closed or reset the connection."
+                } else {
+                    sluice_tls::verify::describe(reason)
+                };
                 return Err(Stop {
                     status: 502,
-                    reason: "upstream_error",
+                    reason,
                     detail: detail.into(),
                     inspection: String::new(),
                 });
@@ -172,7 +184,27 @@ impl Inner {
         }
     }
 
-    async fn send(&self, req: Request<UpBody>) -> Result<Response<Incoming>, String> {
+    /// What ended the upstream connection, if it failed. A request caught in the failure only
+    /// sees "channel closed"; the connection task holds the cause and reports it just after.
+    async fn connection_failure(&self) -> Option<(String, &'static str)> {
+        let mut rx = self.conn_failure.clone();
+        let wait = async {
+            rx.wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|failure| failure.clone())
+        };
+        tokio::time::timeout(std::time::Duration::from_millis(200), wait)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Sends one request upstream; an error comes with its reason code.
+    async fn send(
+        &self,
+        req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, (String, &'static str)> {
         let (mut parts, body) = req.into_parts();
         let websocket = parts
             .headers
@@ -201,32 +233,65 @@ impl Inner {
                     .authority(authority.as_str())
                     .path_and_query(path)
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| (e.to_string(), "upstream_error"))?;
                 parts.version = Version::HTTP_2;
                 parts.headers.remove(header::HOST);
                 let mut send = send.clone();
-                send.ready().await.map_err(|e| e.to_string())?;
+                send.ready().await.map_err(upstream_failure)?;
                 send.send_request(Request::from_parts(parts, body))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(upstream_failure)
             }
             Upstream::H1(send) => {
                 parts.uri = path
                     .parse()
-                    .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+                    .map_err(|e: http::uri::InvalidUri| (e.to_string(), "upstream_error"))?;
                 if !parts.headers.contains_key(header::HOST) {
                     if let Ok(v) = HeaderValue::from_str(&authority) {
                         parts.headers.insert(header::HOST, v);
                     }
                 }
                 let mut send = send.lock().await;
-                send.ready().await.map_err(|e| e.to_string())?;
+                send.ready().await.map_err(upstream_failure)?;
                 send.send_request(Request::from_parts(parts, body))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(upstream_failure)
             }
         }
     }
+}
+
+/// Runs an upstream client connection, reporting why it failed (if it did) to the requests.
+pub(super) fn drive_upstream<F>(
+    conn: F,
+    failed: tokio::sync::watch::Sender<Option<(String, &'static str)>>,
+) where
+    F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            let _ = failed.send(Some(upstream_failure(e)));
+        }
+    });
+}
+
+/// The detail and reason code of a failed upstream exchange. TLS alerts can arrive after the
+/// handshake: in TLS 1.3 a server rejects a missing client certificate only once it has read
+/// the client's Finished, so the first request sees `certificate_required` (matrix UC-12).
+fn upstream_failure(e: hyper::Error) -> (String, &'static str) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return (e.to_string(), sluice_tls::verify::upstream_error_code(tls));
+        }
+        source = err.source();
+    }
+    (e.to_string(), "upstream_error")
 }
 
 /// Whether a request carries a body worth holding (RFC 9112 §6.3: framed by length or

@@ -900,3 +900,27 @@ fn internationalised_names_are_a_labels_pe07() {
         .to_string();
     assert!(line.contains(" 400 "), "{line}");
 }
+
+#[test]
+fn an_upstream_demanding_a_client_certificate_gets_none_uc12() {
+    // TLS 1.3: OpenSSL answers a client without a certificate with `certificate_required`.
+    let chain = pki().join("int.pem");
+    let mtls = OpensslOrigin::start(
+        "ok.test",
+        &[
+            "-Verify",
+            "1",
+            "-tls1_3",
+            "-cert_chain",
+            chain.to_str().unwrap(),
+        ],
+    );
+    // The certificate is ok.test's: served under that name so only the client-auth demand fails.
+    let gw = gateway(&["ok.test"], &[mtls.port], "");
+    let res = curl_response_via(&gw, &format!("https://ok.test:{}/", mtls.port), &[]);
+    assert_eq!(res.http_code, 502, "{}", res.output.stderr);
+    assert_eq!(
+        res.header("x-sluice-reason"),
+        Some("upstream_client_cert_required")
+    );
+}

@@ -5,6 +5,7 @@
 //! The external binaries are required, never optional: if one is missing the helper panics
 //! and says how to install it, because a silently skipped end-to-end test proves nothing.
 
+pub mod rawch;
 mod tls;
 mod tunnel;
 
