@@ -146,12 +146,20 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// Readiness: 200 `ready` when everything works; 503 `degraded` with the reason when the
+/// gateway serves only part of its policy (no usable CA: decryption fails closed).
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     let active = s.rt.stats.active.load(std::sync::atomic::Ordering::Relaxed);
-    (
-        StatusCode::OK,
-        format!("ready active_connections={active}\n"),
-    )
+    match s.rt.minter.unavailable() {
+        None => (
+            StatusCode::OK,
+            format!("ready active_connections={active}\n"),
+        ),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded active_connections={active} ca_unavailable=\"{why}\"\n"),
+        ),
+    }
 }
 
 async fn ca_pem(State(s): State<AdminState>) -> impl IntoResponse {

@@ -62,6 +62,16 @@ pub async fn run(
     cx: Arc<ConnCtx>,
     counters: Arc<Counters>,
 ) {
+    if let Some(why) = cx.rt.minter.unavailable() {
+        // No CA to mint with: fail closed before anything reaches the upstream (FT-05).
+        use tokio::io::AsyncWriteExt;
+        let mut client = client;
+        let _ = client
+            .write_all(&crate::tunnel::alert(crate::tunnel::INTERNAL_ERROR))
+            .await;
+        let error = Some(format!("the CA is unavailable: {why}"));
+        return finish(&cx, t, &counters, Some("block"), "mint_failed", error);
+    }
     let offer = AlpnOffer::from_client(&hello.alpn);
     let mut seen = None;
     let up = connect_upstream(&cx, upstream, &name, offer, &mut seen).await;
@@ -93,6 +103,9 @@ pub async fn run(
     let mut tls = match accept_client(client, hello_bytes, &name, alpn.clone(), &cx).await {
         Ok(tls) => tls,
         Err(e) => {
+            if e.starts_with("mint_failed") {
+                return finish(&cx, t, &counters, Some("block"), "mint_failed", Some(e));
+            }
             if let Some(signal) = pinning::alert_signal(&e) {
                 pinning::observe(&cx.rt, &t.rec, signal);
             }

@@ -37,10 +37,11 @@ pub struct Target {
 }
 
 /// TLS alert record: fatal, with the given description (RFC 8446 §6).
-fn alert(description: u8) -> [u8; 7] {
+pub(crate) fn alert(description: u8) -> [u8; 7] {
     [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
 }
 const ACCESS_DENIED: u8 = 49;
+pub(crate) const INTERNAL_ERROR: u8 = 80;
 const DECODE_ERROR: u8 = 50;
 const UNRECOGNIZED_NAME: u8 = 112;
 

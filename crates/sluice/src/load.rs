@@ -157,6 +157,24 @@ pub(crate) fn ca(config: &Config, data_dir: &Path) -> Result<sluice_tls::ca::Ca,
     result.map_err(|e| Failure::runtime(format!("CA: {e}")))
 }
 
+/// The CA as it is on disk now, never creating one: what a reload checks. A generated CA that
+/// has gone missing is an error, not a reason to make a new one clients would not trust.
+pub(crate) fn existing_ca(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<sluice_tls::ca::Ca, sluice_tls::ca::CaError> {
+    match (&config.ca.cert, &config.ca.key) {
+        (Some(cert), Some(key)) => sluice_tls::ca::Ca::load(cert, key),
+        _ => {
+            let dir = data_dir.join("ca");
+            sluice_tls::ca::Ca::load(
+                &dir.join(sluice_tls::ca::CA_CERT_FILE),
+                &dir.join(sluice_tls::ca::CA_KEY_FILE),
+            )
+        }
+    }
+}
+
 /// Proxy authentication from `auth.htpasswd`, every bad line reported.
 pub(crate) fn auth(config: &Config) -> Result<Option<sluice_proxy::auth::Auth>, Failure> {
     let Some(path) = &config.htpasswd else {

@@ -254,6 +254,33 @@ fn reload(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
             eprintln!("sluice reload failed: {}", f.message);
         }
     }
+    reload_ca(args, rt);
+}
+
+/// Re-reads the CA on every reload: a replaced CA is used from now on (its leaves only), and
+/// one that no longer loads (key removed, unreadable, corrupt, not matching) stops minting, so
+/// decryption fails closed while bypass and blocks keep working (security matrix FT-05).
+fn reload_ca(args: &Args, rt: &Arc<Runtime>) {
+    let config = rt.snapshot.load().config.clone();
+    let loaded = load::data_dir(args)
+        .map_err(|f| f.message)
+        .and_then(|dir| load::existing_ca(&config, &dir).map_err(|e| e.to_string()));
+    match loaded {
+        Ok(ca) => {
+            let current = rt.minter.ca();
+            if ca.fingerprint() != current.fingerprint() || rt.minter.unavailable().is_some() {
+                let fingerprint = ca.fingerprint().to_string();
+                rt.minter.replace(Arc::new(ca));
+                tracing::warn!(%fingerprint, "CA loaded; new leaves are signed by it");
+                eprintln!("sluice CA loaded: sha256 {fingerprint}");
+            }
+        }
+        Err(e) => {
+            rt.minter.disable(e.clone());
+            tracing::error!(error = %e, "CA unavailable: decrypting connections fail closed until it is fixed and the gateway reloaded");
+            eprintln!("sluice CA unavailable: {e}");
+        }
+    }
 }
 
 fn init_tracing() {

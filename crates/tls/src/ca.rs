@@ -124,10 +124,22 @@ impl Ca {
             path: key_path.into(),
             message: format!("unsupported key: {e}"),
         })?;
-        let (not_after, is_ca) = inspect(&cert_der).map_err(|message| CaError::Parse {
-            path: cert_path.into(),
-            message,
-        })?;
+        let (not_after, is_ca, public_key) =
+            inspect(&cert_der).map_err(|message| CaError::Parse {
+                path: cert_path.into(),
+                message,
+            })?;
+        // A key that does not belong to the certificate would mint leaves no client can
+        // verify; refuse it here rather than fail every handshake later.
+        if key.public_key_raw() != public_key.as_slice() {
+            return Err(CaError::Parse {
+                path: key_path.into(),
+                message: format!(
+                    "this key does not belong to the CA certificate {}",
+                    cert_path.display()
+                ),
+            });
+        }
         if !is_ca {
             return Err(CaError::Parse {
                 path: cert_path.into(),
@@ -211,7 +223,8 @@ pub(crate) fn random_serial() -> rcgen::SerialNumber {
     rcgen::SerialNumber::from_slice(&bytes)
 }
 
-fn inspect(der: &CertificateDer<'_>) -> Result<(OffsetDateTime, bool), String> {
+/// The certificate's notAfter, whether it is a CA, and its raw public key.
+fn inspect(der: &CertificateDer<'_>) -> Result<(OffsetDateTime, bool, Vec<u8>), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
     let not_after = cert.validity().not_after.to_datetime();
     let is_ca = cert
@@ -219,7 +232,8 @@ fn inspect(der: &CertificateDer<'_>) -> Result<(OffsetDateTime, bool), String> {
         .ok()
         .flatten()
         .is_some_and(|bc| bc.value.ca);
-    Ok((not_after, is_ca))
+    let public_key = cert.public_key().subject_public_key.data.to_vec();
+    Ok((not_after, is_ca, public_key))
 }
 
 fn pem_of(der: &CertificateDer<'_>) -> String {
@@ -334,6 +348,19 @@ mod tests {
             Ca::load_or_create(&dir),
             Err(CaError::HalfPresent { .. })
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_from_another_ca_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sluice-ca-test-{}", rand::random::<u64>()));
+        Ca::load_or_create(&dir.join("a")).unwrap();
+        Ca::load_or_create(&dir.join("b")).unwrap();
+        let cert = dir.join("a/ca").join(CA_CERT_FILE);
+        let err = Ca::load(&cert, &dir.join("b/ca").join(CA_KEY_FILE))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("does not belong"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,11 +6,18 @@
 //! (security matrix CK-03). The cache is keyed by (name, CA fingerprint) so a new CA never serves
 //! stale leaves (CK-05), and concurrent first requests for one name mint once (RL-04): the cache
 //! lets one caller compute while the others wait for its value.
+//!
+//! The CA can change under a running gateway: a rotation or a reload swaps it in (and the cache
+//! forgets every leaf of the old one), and a reload that finds the CA unusable (key removed,
+//! unreadable or corrupt) disables minting, so decrypting connections fail closed instead of
+//! going on with a key the administrator took away (security matrix FT-05).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -46,6 +53,9 @@ pub enum MintError {
     /// rustls could not load the generated key.
     #[error("loading the minted key failed: {0}")]
     Key(#[from] rustls::Error),
+    /// The CA is unusable since the last reload; nothing is minted until it is fixed.
+    #[error("the CA is unavailable: {0}")]
+    CaUnavailable(String),
 }
 
 impl MintError {
@@ -61,11 +71,18 @@ struct Minted {
     not_after: OffsetDateTime,
 }
 
+/// The CA in use and the id its leaves are cached under.
+struct Signer {
+    ca: Arc<Ca>,
+    id: Arc<str>,
+}
+
 /// Mints leaves signed by the CA, caching them.
 pub struct Minter {
-    ca: Arc<Ca>,
+    signer: ArcSwap<Signer>,
+    /// Why minting is disabled, while it is.
+    unavailable: ArcSwapOption<String>,
     cache: quick_cache::sync::Cache<(LeafName, Arc<str>), Minted>,
-    ca_id: Arc<str>,
     minted: AtomicU64,
     mint_nanos: AtomicU64,
 }
@@ -86,24 +103,47 @@ pub struct MintStats {
 impl Minter {
     /// A minter with room for `capacity` cached leaves.
     pub fn new(ca: Arc<Ca>, capacity: usize) -> Self {
-        let ca_id: Arc<str> = ca.fingerprint().into();
         Self {
-            ca,
+            signer: ArcSwap::from_pointee(Signer::new(ca)),
+            unavailable: ArcSwapOption::empty(),
             cache: quick_cache::sync::Cache::new(capacity.max(16)),
-            ca_id,
             minted: AtomicU64::new(0),
             mint_nanos: AtomicU64::new(0),
         }
     }
 
-    /// The CA this minter signs with.
-    pub fn ca(&self) -> &Arc<Ca> {
-        &self.ca
+    /// The CA this minter signs with: the last one that loaded, also while minting is
+    /// disabled, so the admin pages keep showing which CA clients are asked to trust.
+    pub fn ca(&self) -> Arc<Ca> {
+        self.signer.load().ca.clone()
+    }
+
+    /// Signs with `ca` from now on, re-enables minting, and drops every cached leaf.
+    pub fn replace(&self, ca: Arc<Ca>) {
+        self.signer.store(Arc::new(Signer::new(ca)));
+        self.unavailable.store(None);
+        self.cache.clear();
+    }
+
+    /// Stops minting (every `leaf` call fails with [`MintError::CaUnavailable`]) and drops the
+    /// cached leaves, whose keys the gateway should no longer use either.
+    pub fn disable(&self, why: String) {
+        self.unavailable.store(Some(Arc::new(why)));
+        self.cache.clear();
+    }
+
+    /// Why minting is disabled, if it is.
+    pub fn unavailable(&self) -> Option<Arc<String>> {
+        self.unavailable.load_full()
     }
 
     /// The leaf for `name`, from the cache or freshly minted. Returns whether it was a cache hit.
     pub fn leaf(&self, name: &LeafName) -> Result<(Arc<CertifiedKey>, bool), MintError> {
-        let key = (name.clone(), self.ca_id.clone());
+        if let Some(why) = self.unavailable.load().as_deref() {
+            return Err(MintError::CaUnavailable(why.to_string()));
+        }
+        let signer = self.signer.load_full();
+        let key = (name.clone(), signer.id.clone());
         let now = OffsetDateTime::now_utc();
         if let Some(hit) = self.cache.get(&key) {
             if hit.not_after - RENEW_BEFORE > now {
@@ -113,7 +153,7 @@ impl Minter {
         }
         let minted = self
             .cache
-            .get_or_insert_with(&key, || self.mint(name, now))?;
+            .get_or_insert_with(&key, || self.mint(&signer.ca, name, now))?;
         Ok((minted.key, false))
     }
 
@@ -126,7 +166,7 @@ impl Minter {
         }
     }
 
-    fn mint(&self, name: &LeafName, now: OffsetDateTime) -> Result<Minted, MintError> {
+    fn mint(&self, ca: &Ca, name: &LeafName, now: OffsetDateTime) -> Result<Minted, MintError> {
         let started = Instant::now();
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
@@ -148,8 +188,8 @@ impl Minter {
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial());
         params.not_before = now - BACKDATE;
-        params.not_after = (now + LEAF_LIFETIME).min(self.ca.not_after());
-        let cert = params.signed_by(&key, self.ca.issuer())?;
+        params.not_after = (now + LEAF_LIFETIME).min(ca.not_after());
+        let cert = params.signed_by(&key, ca.issuer())?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&der)?;
         let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
@@ -160,6 +200,13 @@ impl Minter {
             key: Arc::new(certified),
             not_after: params.not_after,
         })
+    }
+}
+
+impl Signer {
+    fn new(ca: Arc<Ca>) -> Self {
+        let id = ca.fingerprint().into();
+        Self { ca, id }
     }
 }
 
@@ -193,6 +240,29 @@ mod tests {
                 .raw
         );
         assert_eq!(m.stats().minted, 1);
+    }
+
+    #[test]
+    fn a_new_ca_never_serves_cached_leaves_and_a_disabled_one_mints_nothing() {
+        let m = minter();
+        let name = LeafName::Dns("www.example.com".into());
+        let (old, _) = m.leaf(&name).unwrap();
+        let dir = std::env::temp_dir().join(format!("sluice-mint-test-{}", rand::random::<u64>()));
+        let next = Arc::new(Ca::load_or_create(&dir).unwrap());
+        m.replace(next.clone());
+        let (new, hit) = m.leaf(&name).unwrap();
+        assert!(!hit && !Arc::ptr_eq(&old, &new));
+        assert_eq!(m.ca().fingerprint(), next.fingerprint());
+        m.disable("key removed".into());
+        let err = m.leaf(&name).err().unwrap();
+        assert!(matches!(err, MintError::CaUnavailable(_)));
+        assert_eq!(err.code(), "mint_failed");
+        assert_eq!(
+            m.unavailable().as_deref().map(String::as_str),
+            Some("key removed")
+        );
+        m.replace(next);
+        assert!(m.leaf(&name).is_ok() && m.unavailable().is_none());
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The gateway's life: embedded defaults with no config at all, data-dir resolution, graceful
-//! shutdown, CA handling at start.
+//! shutdown, CA handling at start and on reload.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice_test_support::curl;
+use sluice_test_support::{curl, curl_response};
 
-use crate::{World, BIN};
+use crate::{World, BIN, LOG_WAIT};
 
 /// `sluice run` with no config listens on the documented defaults and creates the CA in
 /// `$SLUICE_DATA_DIR`. (Uses the fixed default ports 3128/9128: that is what is under test.)
@@ -160,4 +160,96 @@ fn sigusr1_reopens_the_access_log_for_logrotate() {
     for line in fresh.lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines");
     }
+}
+
+#[test]
+fn a_corrupt_ca_key_refuses_to_start_and_is_never_replaced_ft05() {
+    let mut gw =
+        sluice_test_support::TestGateway::prepare(BIN, sluice_test_support::GatewayConfig::new());
+    gw.launch();
+    let cert = gw.data_dir().join("ca/sluice-ca.pem");
+    let key = gw.data_dir().join("ca/sluice-ca.key");
+    let cert_before = std::fs::read(&cert).unwrap();
+    gw.terminate();
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let err = gw
+        .try_launch()
+        .expect_err("a corrupt CA key must refuse the start");
+    assert!(err.stderr.contains("sluice-ca.key"), "{err:?}");
+    assert_eq!(std::fs::read(&cert).unwrap(), cert_before, "CA replaced");
+    std::fs::remove_file(&key).unwrap();
+    let err = gw
+        .try_launch()
+        .expect_err("a missing CA key must refuse the start");
+    assert!(err.stderr.contains("refusing to generate"), "{err:?}");
+    assert!(!key.exists(), "no replacement key");
+}
+
+#[test]
+fn a_ca_lost_at_runtime_fails_decryption_closed_ft05() {
+    let w = World::new(
+        &["ok.test", "exempt.test"],
+        "[[policy]]\nname = \"default\"\nbypass = { domains = [\"exempt.test\"] }\n",
+    );
+    let key = w.gw.data_dir().join("ca/sluice-ca.key");
+    let good_key = std::fs::read(&key).unwrap();
+    let ca = w.gw.ca_pem_path().to_str().unwrap().to_owned();
+    let root = w.root().to_str().unwrap().to_owned();
+    let decrypted = || {
+        curl_response(&[
+            "--proxy",
+            &w.gw.proxy_url(),
+            "--cacert",
+            &ca,
+            &w.url("ok.test", "/"),
+        ])
+    };
+    assert_eq!(decrypted().http_code, 200);
+    let ready = || curl_response(&[&format!("{}/ready", w.gw.admin_url())]);
+    assert_eq!(ready().http_code, 200);
+
+    // The key is damaged (root ignores file modes, so corruption rather than chmod 000).
+    std::fs::write(&key, b"garbage").unwrap();
+    w.gw.sighup();
+    w.gw.wait_for_stderr("sluice CA unavailable", LOG_WAIT);
+    let before = w.origin.requests().len();
+    let res = decrypted();
+    assert_ne!(res.http_code, 200, "decryption must fail closed");
+    assert_eq!(
+        w.origin.requests().len(),
+        before,
+        "nothing reached the origin"
+    );
+    let rec = w.gw.wait_for_log(
+        |r| r["kind"] == "connect" && r["reason"] == "mint_failed",
+        LOG_WAIT,
+    );
+    assert_eq!(rec["decision"], "block", "{rec}");
+    // Bypass keeps working, and health says what is wrong.
+    let bypassed = curl_response(&[
+        "--proxy",
+        &w.gw.proxy_url(),
+        "--cacert",
+        &root,
+        &w.url("exempt.test", "/"),
+    ]);
+    assert_eq!(bypassed.http_code, 200, "{}", bypassed.output.stderr);
+    let health = ready();
+    assert_eq!(health.http_code, 503);
+    assert!(
+        health.body_str().contains("ca_unavailable"),
+        "{}",
+        health.body_str()
+    );
+
+    // Restored and reloaded: decryption is back.
+    std::fs::write(&key, good_key).unwrap();
+    w.gw.sighup();
+    w.gw.wait_for_stderr("sluice CA loaded", LOG_WAIT);
+    assert_eq!(decrypted().http_code, 200);
+    assert_eq!(ready().http_code, 200);
 }
