@@ -146,11 +146,26 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// `GET /ready`. While the access log cannot be written the gateway is degraded: with
+/// `log.fail = "closed"` it refuses requests, so it is not ready (503); with `"open"` it
+/// serves unrecorded traffic, ready but saying so.
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     let active = s.rt.stats.active.load(std::sync::atomic::Ordering::Relaxed);
+    if !s.rt.log.failing() {
+        return (
+            StatusCode::OK,
+            format!("ready active_connections={active}\n"),
+        );
+    }
+    let closed = s.rt.snapshot.load().config.log_fail == sluice_policy::config::LogFail::Closed;
+    let status = if closed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (
-        StatusCode::OK,
-        format!("ready active_connections={active}\n"),
+        status,
+        format!("degraded log_unavailable active_connections={active}\n"),
     )
 }
 

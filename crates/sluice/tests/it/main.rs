@@ -10,6 +10,7 @@ mod data_path;
 mod hostile;
 mod inspect;
 mod lifecycle;
+mod logs;
 mod matrix;
 mod pinning;
 mod policy;
