@@ -146,20 +146,34 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Readiness: 200 `ready` when everything works; 503 `degraded` with the reason when the
-/// gateway serves only part of its policy (no usable CA: decryption fails closed).
+/// `GET /ready`: 200 `ready` when everything works, else `degraded` with what is wrong.
+/// Without a usable CA, decryption fails closed: 503. While the access log cannot be written
+/// and `log.fail = "closed"`, requests are refused: 503; with `"open"` unrecorded traffic is
+/// served: 200, saying so.
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     let active = s.rt.stats.active.load(std::sync::atomic::Ordering::Relaxed);
-    match s.rt.minter.unavailable() {
-        None => (
-            StatusCode::OK,
-            format!("ready active_connections={active}\n"),
-        ),
-        Some(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("degraded active_connections={active} ca_unavailable=\"{why}\"\n"),
-        ),
+    let mut problems = Vec::new();
+    let mut status = StatusCode::OK;
+    if let Some(why) = s.rt.minter.unavailable() {
+        problems.push(format!("ca_unavailable=\"{why}\""));
+        status = StatusCode::SERVICE_UNAVAILABLE;
     }
+    if s.rt.log.failing() {
+        problems.push("log_unavailable".to_string());
+        if s.rt.snapshot.load().config.log_fail == sluice_policy::config::LogFail::Closed {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
+    if problems.is_empty() {
+        return (status, format!("ready active_connections={active}\n"));
+    }
+    (
+        status,
+        format!(
+            "degraded {} active_connections={active}\n",
+            problems.join(" ")
+        ),
+    )
 }
 
 async fn ca_pem(State(s): State<AdminState>) -> impl IntoResponse {

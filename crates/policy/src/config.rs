@@ -122,6 +122,17 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
+/// `[log] fail`: what the gateway does while the access log cannot be written (full disk,
+/// file size limit, I/O error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFail {
+    /// Keep serving; the records are dropped and counted (default).
+    Open,
+    /// Refuse new requests with 503 `log_unavailable` until a write succeeds again; requests
+    /// already under way finish.
+    Closed,
+}
+
 /// Deadlines of the data path.
 #[derive(Clone, Debug)]
 pub struct Timeouts {
@@ -282,6 +293,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[log] access`.
     pub access_log: LogTarget,
+    /// `[log] fail`.
+    pub log_fail: LogFail,
     /// `[upstream]`.
     pub upstream: UpstreamConfig,
     /// `[auth] htpasswd`.

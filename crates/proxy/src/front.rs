@@ -17,6 +17,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sluice_policy::config::LogFail;
 use sluice_policy::engine::{Action, Query};
 use sluice_policy::name::Host;
 use tokio::net::TcpStream;
@@ -88,6 +89,9 @@ async fn handle(
     cx: Arc<ConnCtx>,
     counters: Arc<Counters>,
 ) -> Result<Response<Body>, Infallible> {
+    if cx.snap.config.log_fail == LogFail::Closed && cx.rt.log.failing() {
+        return Ok(log_unavailable(&req, &cx));
+    }
     let user = match &cx.snap.auth {
         None => None,
         Some(auth) => match auth.check(&req).await {
@@ -100,6 +104,27 @@ async fn handle(
     } else {
         Ok(crate::forward::forward(req, cx, user).await)
     }
+}
+
+/// `503 log_unavailable`: `log.fail = "closed"` and the access log cannot be written, so no
+/// new request is served unrecorded (security matrix DL-03). Requests and tunnels already
+/// under way finish. Its own record is emitted too: writing it is what retries the sink.
+fn log_unavailable(req: &Request<Incoming>, cx: &ConnCtx) -> Response<Body> {
+    let rec = AccessRecord {
+        ts: timestamp(SystemTime::now()),
+        conn_id: cx.id,
+        client: cx.client.ip().to_string(),
+        kind: if req.method() == Method::CONNECT {
+            "connect"
+        } else {
+            "request"
+        },
+        method: Some(req.method().to_string()),
+        url: Some(req.uri().to_string()),
+        ..Default::default()
+    };
+    let detail = "The gateway cannot write its access log; requests are refused until it can.";
+    refuse(cx, rec, 503, "log_unavailable", detail)
 }
 
 /// `407` with a `Proxy-Authenticate` challenge.

@@ -4,8 +4,7 @@
 //! blocking connections.
 
 use std::collections::VecDeque;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -14,6 +13,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
+
+mod sink;
+
+use sink::Sink;
 
 /// Upstream certificate details, where seen.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -31,6 +34,9 @@ pub struct UpstreamCert {
 /// One access-log record. Field names are a stable interface (DESIGN.md "Access log").
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AccessRecord {
+    /// Sequence number, from 1, strictly increasing across restarts and rotations of a log
+    /// file; set by the writer (a gap means records were lost).
+    pub seq: u64,
     /// Time the connection or request started (RFC 3339, UTC).
     pub ts: String,
     /// Connection id, shared by a connection and its requests.
@@ -105,8 +111,13 @@ pub struct AccessRecord {
 /// writer's batch pause.
 const QUEUE: usize = 8_192;
 
-/// Pause between write batches.
+/// Pause between write batches: also the bound on how long a record waits before it reaches
+/// the kernel (`write(2)`), so what a SIGKILL loses is at most this much of records plus the
+/// queue in flight (docs/access-log.md "Durability").
 const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Most records written in one batch (one `write(2)`).
+const BATCH_MAX: u64 = 1024;
 
 /// How many recent records the admin API can show.
 pub const RECENT: usize = 2000;
@@ -115,36 +126,49 @@ pub const RECENT: usize = 2000;
 #[derive(Clone)]
 pub struct AccessLog {
     tx: SyncSender<AccessRecord>,
-    dropped: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     recent: Arc<Mutex<VecDeque<AccessRecord>>>,
     metrics: Arc<Metrics>,
     reopen: Arc<AtomicBool>,
 }
 
+/// Shared between the senders and the writer thread.
+#[derive(Default)]
+struct Counts {
+    /// Records dropped: queue full, failed writes.
+    dropped: AtomicU64,
+    /// Records written as complete lines.
+    written: AtomicU64,
+    /// The last batch failed to write; cleared by the next one that succeeds.
+    failing: AtomicBool,
+}
+
+// === impl AccessLog ===
+
 impl AccessLog {
-    /// Starts the writer thread for stdout (`None`) or an append-only file.
+    /// Starts the writer thread for stdout (`None`) or an append-only file. An existing file's
+    /// torn tail is cut off first and `seq` continues after its last complete record.
     pub fn start(path: Option<&Path>) -> std::io::Result<Self> {
-        let out = open(path)?;
+        let (sink, seq) = Sink::open(path)?;
         let (tx, rx) = sync_channel(QUEUE);
-        let written = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
         let reopen = Arc::new(AtomicBool::new(false));
+        let metrics = Arc::new(Metrics::new());
         let writer = Writer {
-            path: path.map(Path::to_path_buf),
-            out: std::io::BufWriter::with_capacity(64 * 1024, out),
+            sink,
+            seq,
             reopen: reopen.clone(),
-            written: written.clone(),
+            counts: counts.clone(),
             recent: recent.clone(),
+            metrics: metrics.clone(),
         };
         std::thread::Builder::new()
             .name("sluice-access-log".into())
             .spawn(move || writer.run(rx))?;
-        let metrics = Arc::new(Metrics::new());
         Ok(Self {
             tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-            written,
+            counts,
             recent,
             metrics,
             reopen,
@@ -172,77 +196,122 @@ impl AccessLog {
     /// Queues a record; never blocks.
     pub fn emit(&self, record: AccessRecord) {
         self.metrics.record(&record);
+        self.metrics.log_emitted.inc();
         match self.tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
                 self.metrics.log_dropped.inc();
+                self.metrics.log_events_dropped.inc();
             }
         }
     }
 
-    /// Records dropped because the writer fell behind.
+    /// Records dropped: the writer fell behind, or their batch could not be written.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 
-    /// Records written.
+    /// Records written as complete lines.
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.counts.written.load(Ordering::Relaxed)
     }
-}
 
-fn open(path: Option<&Path>) -> std::io::Result<Box<dyn Write + Send>> {
-    Ok(match path {
-        None => Box::new(std::io::stdout()),
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)?,
-        ),
-    })
+    /// Whether the last write to the sink failed (full disk, file size limit, I/O error):
+    /// `log.fail = "closed"` refuses new requests while this holds.
+    pub fn failing(&self) -> bool {
+        self.counts.failing.load(Ordering::Acquire)
+    }
 }
 
 /// The writer thread's state.
 struct Writer {
-    path: Option<PathBuf>,
-    out: std::io::BufWriter<Box<dyn Write + Send>>,
+    sink: Sink,
+    /// The next record's sequence number.
+    seq: u64,
     reopen: Arc<AtomicBool>,
-    written: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     recent: Arc<Mutex<VecDeque<AccessRecord>>>,
+    metrics: Arc<Metrics>,
 }
+
+// === impl Writer ===
 
 impl Writer {
     fn run(mut self, rx: Receiver<AccessRecord>) {
-        let mut line = Vec::with_capacity(1024);
+        let mut batch = Vec::with_capacity(256 * 1024);
         while let Ok(first) = rx.recv() {
             if self.reopen.swap(false, Ordering::AcqRel) {
                 self.reopen_file();
             }
+            batch.clear();
             let mut n = 0;
             let mut next = Some(first);
             while let Some(record) = next {
-                // serde_json escapes control characters and quotes, so a hostile SNI or URL
-                // can never break a line or forge a field (security matrix DL-04). Each line
-                // is written whole, so a reader never sees half a record followed by another.
-                line.clear();
-                if serde_json::to_writer(&mut line, &record).is_ok() {
-                    line.push(b'\n');
-                    let _ = self.out.write_all(&line);
+                if self.append(&mut batch, record) {
                     n += 1;
                 }
-                self.remember(record);
-                next = if n < 1024 { rx.try_recv().ok() } else { None };
+                next = if n < BATCH_MAX {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            let _ = self.out.flush();
-            self.written.fetch_add(n, Ordering::Relaxed);
+            self.write(&batch, n);
             // Let records accumulate instead of being woken for each one: under load a
             // wake-up per record costs more CPU than the request it logs (BENCHMARKS.md). A
             // sender never blocks (the queue holds 8,192 records) and a line is at most a few
             // milliseconds late.
             std::thread::sleep(BATCH_PAUSE);
         }
+    }
+
+    /// Numbers the record and appends its line to the batch; whether it was added.
+    fn append(&mut self, batch: &mut Vec<u8>, mut record: AccessRecord) -> bool {
+        record.seq = self.seq;
+        // serde_json escapes control characters and quotes, so a hostile SNI or URL can never
+        // break a line or forge a field (security matrix DL-04).
+        let mark = batch.len();
+        let added = serde_json::to_writer(&mut *batch, &record).is_ok();
+        if added {
+            batch.push(b'\n');
+            // A number is used once, even if its batch is then lost: a gap in `seq` is how a
+            // reader sees that records were dropped.
+            self.seq += 1;
+        } else {
+            batch.truncate(mark);
+            self.drop_records(1);
+        }
+        self.remember(record);
+        added
+    }
+
+    /// Writes a batch whole, or drops and counts it (the sink cut any partial line off).
+    fn write(&mut self, batch: &[u8], n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.sink.write_batch(batch) {
+            Ok(()) => {
+                self.counts.written.fetch_add(n, Ordering::Relaxed);
+                self.metrics.log_written.inc_by(n);
+                if self.counts.failing.swap(false, Ordering::AcqRel) {
+                    tracing::warn!("access log writable again");
+                }
+            }
+            Err(e) => {
+                self.drop_records(n);
+                // Once per outage, not once per batch.
+                if !self.counts.failing.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "access log write failed; dropping records until it succeeds");
+                }
+            }
+        }
+    }
+
+    fn drop_records(&self, n: u64) {
+        self.counts.dropped.fetch_add(n, Ordering::Relaxed);
+        self.metrics.log_events_dropped.inc_by(n);
     }
 
     fn remember(&self, record: AccessRecord) {
@@ -255,12 +324,8 @@ impl Writer {
     }
 
     fn reopen_file(&mut self) {
-        let _ = self.out.flush();
-        match open(self.path.as_deref()) {
-            Ok(out) => self.out = std::io::BufWriter::with_capacity(64 * 1024, out),
-            Err(e) => {
-                tracing::error!(error = %e, "reopening the access log failed; still writing to the old file")
-            }
+        if let Err(e) = self.sink.reopen() {
+            tracing::error!(error = %e, "reopening the access log failed; still writing to the old file");
         }
     }
 }
@@ -273,3 +338,6 @@ pub fn timestamp(t: SystemTime) -> String {
     );
     dt.format(&fmt).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

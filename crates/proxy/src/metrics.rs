@@ -87,8 +87,14 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     /// Inspection verdicts.
     pub inspections: Family<VerdictLabels, Counter>,
-    /// Access-log records dropped because the writer fell behind.
+    /// Access-log records dropped because the writer fell behind (queue full only).
     pub log_dropped: Counter<u64, AtomicU64>,
+    /// Access-log records handed to the writer.
+    pub log_emitted: Counter<u64, AtomicU64>,
+    /// Access-log records written as complete lines.
+    pub log_written: Counter<u64, AtomicU64>,
+    /// Access-log records lost: queue full, or their batch failed to write.
+    pub log_events_dropped: Counter<u64, AtomicU64>,
     /// Pinning observations dropped because the store writer fell behind.
     pub store_dropped: Counter<u64, AtomicU64>,
 }
@@ -176,6 +182,21 @@ impl Metrics {
             m.log_dropped.clone(),
         );
         r.register(
+            "log_events_emitted",
+            "Access-log records handed to the writer",
+            m.log_emitted.clone(),
+        );
+        r.register(
+            "log_events_written",
+            "Access-log records written as complete lines",
+            m.log_written.clone(),
+        );
+        r.register(
+            "log_events_dropped",
+            "Access-log records lost: queue full or a failed write",
+            m.log_events_dropped.clone(),
+        );
+        r.register(
             "store_dropped",
             "Pinning observations dropped before the store",
             m.store_dropped.clone(),
@@ -204,6 +225,9 @@ impl Metrics {
             reloads: Family::default(),
             inspections: Family::default(),
             log_dropped: Counter::default(),
+            log_emitted: Counter::default(),
+            log_written: Counter::default(),
+            log_events_dropped: Counter::default(),
             store_dropped: Counter::default(),
         }
     }

@@ -49,6 +49,7 @@ pub fn title(status: u16) -> &'static str {
         421 => "Misdirected request",
         431 => "Request header fields too large",
         502 => "Bad gateway",
+        503 => "Service unavailable",
         504 => "Gateway timeout",
         _ => "Request failed",
     }

@@ -64,6 +64,11 @@ async fn serve(
         .local_addr()
         .map_err(|e| Failure::runtime(e.to_string()))?;
     own.push(admin_addr);
+    // Catch SIGXFSZ before the log writer can exceed RLIMIT_FSIZE: its default action kills
+    // the process, a caught signal makes the write fail with EFBIG instead, which the writer
+    // handles like a full disk (security matrix DL-03).
+    let xfsz = signal(SignalKind::from_raw(libc::SIGXFSZ))
+        .map_err(|e| Failure::runtime(format!("SIGXFSZ handler: {e}")))?;
     let log_path = match &config.access_log {
         LogTarget::Stdout => None,
         LogTarget::File(p) => Some(p.clone()),
@@ -108,7 +113,7 @@ async fn serve(
         "try: curl --proxy http://{} --cacert {ca_path} https://example.com/",
         proxy_addrs.first().map_or("127.0.0.1:3128", String::as_str)
     );
-    wait_for_signals(args, &rt, &own).await;
+    wait_for_signals(args, &rt, &own, xfsz).await;
     let _ = stop_tx.send(true);
     let grace = rt.snapshot.load().config.proxy.timeouts.shutdown_grace;
     if tokio::time::timeout(grace, rt.drained()).await.is_err() {
@@ -200,7 +205,12 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
     ))
 }
 
-async fn wait_for_signals(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
+async fn wait_for_signals(
+    args: &Args,
+    rt: &Arc<Runtime>,
+    own: &[SocketAddr],
+    mut xfsz: tokio::signal::unix::Signal,
+) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -220,6 +230,8 @@ async fn wait_for_signals(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
             _ = hup.recv() => reload(args, rt, own),
             // logrotate: the log file was moved; write to a fresh one from the next record.
             _ = usr1.recv() => rt.log.reopen(),
+            // The failed write itself is reported by the log writer.
+            _ = xfsz.recv() => tracing::debug!("SIGXFSZ: file size limit reached"),
             _ = watch.tick() => {
                 let now = config_stamp(args);
                 if now != stamp {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::raw::{RawAllowPrivate, RawConfig, RawEntry, RawList, RawPolicy, S};
 use super::{
     parse_expiry, AdminConfig, AllowPrivate, CaConfig, Config, Cx, Entry, FailMode, InspectConfig,
-    LearnScope, LogTarget, NonTls, Origin, PinningConfig, PinningMode, PolicyConfig, ProxyConfig,
-    RuleLists, Timeouts, UpstreamConfig,
+    LearnScope, LogFail, LogTarget, NonTls, Origin, PinningConfig, PinningMode, PolicyConfig,
+    ProxyConfig, RuleLists, Timeouts, UpstreamConfig,
 };
 use crate::domain::Pattern;
 
@@ -38,6 +38,12 @@ impl Cx<'_> {
                 }
                 Some(v) => LogTarget::File(self.path(v.get_ref())),
             },
+            log_fail: self.choice(
+                "log.fail",
+                &raw.log.fail,
+                &[("open", LogFail::Open), ("closed", LogFail::Closed)],
+                LogFail::Open,
+            ),
             upstream: self.upstream(&raw),
             htpasswd: opt_path(self, &raw.auth.htpasswd),
             auth_realm: raw

@@ -65,6 +65,7 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawLog {
     pub(crate) access: Option<S<String>>,
+    pub(crate) fail: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

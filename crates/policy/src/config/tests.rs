@@ -134,3 +134,22 @@ fn inspect_settings_are_validated() {
     let err = parse("[inspect]\nicap = \"http://x\"\nfail = \"maybe\"\n").unwrap_err();
     assert_eq!(err.len(), 2, "{err:?}");
 }
+
+#[test]
+fn log_fail_mode_is_validated_with_key_and_line() {
+    assert_eq!(parse("").unwrap().log_fail, LogFail::Open);
+    let c = parse("[log]\naccess = \"access.log\"\nfail = \"closed\"\n").unwrap();
+    assert_eq!(c.log_fail, LogFail::Closed);
+    assert_eq!(
+        c.access_log,
+        LogTarget::File(PathBuf::from("/etc/sluice/access.log"))
+    );
+    assert_eq!(
+        parse("[log]\nfail = \"open\"\n").unwrap().log_fail,
+        LogFail::Open
+    );
+    let err = parse("[log]\naccess = \"-\"\nfail = \"strict\"\n").unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert_eq!((err[0].key.as_str(), err[0].line), ("log.fail", Some(3)));
+    assert!(err[0].message.contains("\"closed\""), "{err:?}");
+}

@@ -11,6 +11,7 @@ mod evasion;
 mod hostile;
 mod inspect;
 mod lifecycle;
+mod logs;
 mod matrix;
 mod pinning;
 mod policy;
