@@ -52,6 +52,7 @@ impl Cx<'_> {
             inspect: self.inspect(&raw),
             warnings: vec![],
             source: None,
+            policy_override: None,
         }
     }
 

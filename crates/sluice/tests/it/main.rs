@@ -13,6 +13,7 @@ mod lifecycle;
 mod matrix;
 mod pinning;
 mod policy;
+mod policy_api;
 
 use std::path::Path;
 use std::time::Duration;
