@@ -257,6 +257,10 @@ pub async fn do_approve(
         note: Some(note),
         version_before: Some(before),
         version_after: Some(after),
+        // Pinning decisions do not change the policy list; the hash says which one was in
+        // force when the decision was taken.
+        policy_before: Some(policy_hash(s)),
+        policy_after: Some(policy_hash(s)),
         ..AuditEvent::default()
     };
     s.shared.audit.record(event).await?;
@@ -288,6 +292,10 @@ pub async fn do_reject(
         note: Some(note),
         version_before: Some(before),
         version_after: Some(after),
+        // Pinning decisions do not change the policy list; the hash says which one was in
+        // force when the decision was taken.
+        policy_before: Some(policy_hash(s)),
+        policy_after: Some(policy_hash(s)),
         ..AuditEvent::default()
     };
     s.shared.audit.record(event).await?;
@@ -351,6 +359,10 @@ fn checked_note(note: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(note.trim().to_owned())
+}
+
+fn policy_hash(s: &AdminState) -> String {
+    sluice_policy::config::policy_hash(&s.rt.snapshot.load().config.policies)
 }
 
 fn present(v: &Option<String>) -> Option<&str> {

@@ -41,7 +41,8 @@ pub struct AuditEvent {
     pub request_id: String,
     /// `admin-api`, `admin-ui` or `anonymous`.
     pub actor: String,
-    /// `pinning.approve`, `pinning.reject`, `session.login`, `session.logout`, `auth.failed`.
+    /// `policy.replace`, `policy.delete`, `policy.persist_failed`, `pinning.approve`,
+    /// `pinning.reject`, `session.login`, `session.logout`, `auth.failed`.
     pub action: &'static str,
     /// Client address, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +71,12 @@ pub struct AuditEvent {
     /// Exceptions version of the store after the change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_after: Option<i64>,
+    /// Hash of the policy list in force before the call (`GET /api/policy` `hash`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_before: Option<String>,
+    /// Hash of the policy list in force after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_after: Option<String>,
 }
 
 // === impl Audit ===
@@ -94,7 +101,15 @@ impl Audit {
     }
 
     /// Appends `event` (stamped now) and fsyncs it; an error means it is not durable.
-    pub async fn record(&self, mut event: AuditEvent) -> Result<(), ApiError> {
+    pub async fn record(&self, event: AuditEvent) -> Result<(), ApiError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.record_blocking(event))
+            .await
+            .map_err(|e| ApiError::join(&e))?
+    }
+
+    /// [`Self::record`] on the caller's (blocking) thread.
+    pub fn record_blocking(&self, mut event: AuditEvent) -> Result<(), ApiError> {
         event.ts = sluice_proxy::log::timestamp(SystemTime::now());
         tracing::info!(
             action = event.action,
@@ -103,14 +118,10 @@ impl Audit {
             host = event.host.as_deref().unwrap_or(""),
             "Admin action"
         );
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.append(&event))
-            .await
-            .map_err(|e| ApiError::join(&e))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "writing the admin audit trail failed");
-                ApiError::Internal("audit trail")
-            })
+        self.inner.append(&event).map_err(|e| {
+            tracing::error!(error = %e, "writing the admin audit trail failed");
+            ApiError::Internal("audit trail")
+        })
     }
 
     /// Records a failed token attempt without waiting for the disk (the caller is answering

@@ -205,9 +205,23 @@ pub async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Res
         }
         Caller::Bearer
     } else {
-        match session_cookie(req.headers()).and_then(|id| s.shared.sessions.lookup(&id)) {
+        let cookie = session_cookie(req.headers());
+        match cookie
+            .as_deref()
+            .and_then(|id| s.shared.sessions.lookup(id))
+        {
             Some(csrf) => Caller::Session { csrf },
-            None => return unauthorized(&path),
+            None => {
+                if !matches!(*req.method(), Method::GET | Method::HEAD) {
+                    let why = if cookie.is_some() {
+                        "unknown or expired session"
+                    } else {
+                        "no credentials"
+                    };
+                    anonymous_attempt(&s.shared, ip, &path, why);
+                }
+                return unauthorized(&path);
+            }
         }
     };
     let mut req = match csrf_checked(req, &caller).await {
@@ -229,6 +243,18 @@ pub(crate) fn auth_failed(shared: &Shared, ip: IpAddr, path: &str, why: &'static
     }
     if n == MAX_FAILURES {
         tracing::warn!(client = %ip, window_secs = FAILURE_WINDOW.as_secs(), "Admin token attempts rate-limited");
+    }
+}
+
+/// Records a state-changing call that came without valid credentials (AD-05): audited, up to
+/// [`MAX_FAILURES`] per address and window so a flood cannot flood the trail. It does not
+/// count towards the token lockout: there was no token to guess, and a local script without
+/// one must not lock the administrator out.
+fn anonymous_attempt(shared: &Shared, ip: IpAddr, path: &str, why: &'static str) {
+    shared.auth_failures.inc();
+    if shared.anonymous.fail(ip) <= MAX_FAILURES {
+        tracing::warn!(client = %ip, path, why, "Admin call without credentials refused");
+        shared.audit.auth_failure(ip, path, why);
     }
 }
 

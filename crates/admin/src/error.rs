@@ -29,6 +29,12 @@ pub enum ApiError {
     /// No such resource.
     #[error("not found")]
     NotFound,
+    /// The caller's view is stale (`if_match` names an older policy).
+    #[error("{0}")]
+    Conflict(String),
+    /// The call cannot be served now (the detail went to the log).
+    #[error("{0}")]
+    Unavailable(String),
     /// This gateway runs without an event store.
     #[error("no event store: pinning review is unavailable")]
     NoStore,
@@ -50,6 +56,8 @@ impl ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoStore => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

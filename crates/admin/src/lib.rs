@@ -33,6 +33,7 @@ pub mod check;
 pub mod error;
 pub mod metrics;
 pub mod pac;
+pub mod policy;
 pub mod token;
 pub mod ui;
 
@@ -60,6 +61,8 @@ pub struct Settings {
     /// Append-only audit log of admin actions (`<data-dir>/admin-audit.jsonl`); `None` keeps
     /// the audit in the tracing log only.
     pub audit_file: Option<PathBuf>,
+    /// `GET`/`PUT`/`DELETE /api/policy` (`None`: the policy is read-only, updates get 503).
+    pub policy: Option<policy::PolicyUpdates>,
 }
 
 /// What the admin handlers need.
@@ -77,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     pub(crate) sessions: auth::Sessions,
     pub(crate) limiter: auth::Limiter,
+    /// Caps how many credential-less attempts per address are audited (not a lockout).
+    pub(crate) anonymous: auth::Limiter,
     pub(crate) audit: audit::Audit,
     pub(crate) auth_failures: prometheus_client::metrics::counter::Counter,
 }
@@ -94,6 +99,7 @@ impl AdminState {
                 settings,
                 sessions: auth::Sessions::default(),
                 limiter: auth::Limiter::default(),
+                anonymous: auth::Limiter::default(),
                 audit,
                 auth_failures: Default::default(),
             }),
@@ -116,6 +122,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/pinning/approve", post(api::approve))
         .route("/api/pinning/reject", post(api::reject))
         .route("/api/config", get(api::config))
+        .route(
+            "/api/policy",
+            get(policy::get).put(policy::put).delete(policy::delete),
+        )
         .route("/api/openapi.json", get(api::openapi));
     let ui = Router::new()
         .route("/", get(ui::dashboard::page))

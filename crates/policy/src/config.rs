@@ -6,6 +6,7 @@
 //! with no file at all. File reading happens only in [`Config::load`]; [`Config::from_toml`] is
 //! pure.
 
+mod json;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,10 @@ use ipnet::IpNet;
 use self::raw::{RawConfig, S};
 use crate::domain::Pattern;
 
+pub use self::json::{
+    policies_from_json, policies_to_json, policy_hash, JsonPolicies, POLICY_FILE,
+};
+
 /// One problem found in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigIssue {
@@ -34,10 +39,13 @@ pub struct ConfigIssue {
 
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
         }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        write!(f, "{}", self.message)
     }
 }
 
@@ -46,12 +54,16 @@ impl fmt::Display for ConfigIssue {
 pub struct Origin {
     /// The file (`<embedded default>` for the built-in configuration).
     pub file: Arc<str>,
-    /// 1-based line.
+    /// 1-based line; 0 when the source has no lines to point at (a JSON policy list, whose
+    /// key path is part of `file` instead).
     pub line: usize,
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}", self.file);
+        }
         write!(f, "{}:{}", self.file, self.line)
     }
 }
@@ -315,6 +327,9 @@ pub struct Config {
     pub warnings: Vec<ConfigIssue>,
     /// The file it came from.
     pub source: Option<PathBuf>,
+    /// The policy list came from this file (`<data-dir>/policy.json`, written by the admin
+    /// API) instead of the `[[policy]]` tables; `None`: from the configuration file.
+    pub policy_override: Option<PathBuf>,
 }
 
 /// The name of the built-in configuration in messages and provenance.
@@ -351,7 +366,13 @@ impl Config {
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let line = e.inner().span().map(|s| line_of(text, s.start));
-            let key = e.path().to_string();
+            // `Spanned` values show up in the path as a private field name; users know the
+            // key path without it (`policy[0].bypass`, not `policy[0].$__serde…value.bypass`).
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "")
+                .replace("$__serde_spanned_private_value", "");
             vec![ConfigIssue {
                 key: if key == "." { String::new() } else { key },
                 line,

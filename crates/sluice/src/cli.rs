@@ -21,7 +21,7 @@ pub(crate) fn check(
     sni: Option<&str>,
     json: bool,
 ) -> Result<(), Failure> {
-    let config = load::config(args)?;
+    let config = load::effective(args)?;
     let catalog = load::catalog(&config)?;
     let engine = load::engine(&config, &catalog)?;
     let host = Host::parse(host)
@@ -181,10 +181,20 @@ fn app_json(app: &sluice_policy::catalog::App) -> serde_json::Value {
     })
 }
 
-/// `sluice config check FILE`.
-pub(crate) fn config_check(file: &Path) -> Result<(), Failure> {
+/// `sluice config check FILE`; with `--data-dir`, also the policy override stored there
+/// (`policy.json`, which replaces the file's `[[policy]]` tables in the running gateway).
+pub(crate) fn config_check(args: &Args, file: &Path) -> Result<(), Failure> {
     match Config::load(file) {
         Ok(config) => {
+            let data_dir = args.data_dir.as_deref();
+            let config = load::with_policies(config, data_dir, load::PolicySource::DataDir)?;
+            if let Some(p) = &config.policy_override {
+                eprintln!(
+                    "note: the [[policy]] tables of {} are replaced by {} (admin API)",
+                    file.display(),
+                    p.display()
+                );
+            }
             for w in &config.warnings {
                 eprintln!("{}: warning: {w}", file.display());
             }

@@ -10,9 +10,64 @@ use sluice_policy::engine::Engine;
 
 use crate::{Args, Failure};
 
-/// The configuration from `--config`, or the embedded default.
+/// What replaces the configuration file's `[[policy]]` tables in [`with_policies`].
+pub(crate) enum PolicySource<'a> {
+    /// `<data-dir>/policy.json` when it exists (start, reload, every CLI verb).
+    DataDir,
+    /// This `{"policies": [...]}` document, about to be stored there (admin `PUT`).
+    Document(&'a str),
+    /// The configuration file's own tables (admin `DELETE`).
+    ConfigFile,
+}
+
+/// The effective configuration, as the running gateway sees it: the configuration file with
+/// its `[[policy]]` list replaced by `<data-dir>/policy.json` when that file exists (written
+/// by `PUT /api/policy`). Every verb that decides (`run`, `check`, `policy test`, `what-if`,
+/// `config check --data-dir`) goes through here, so they all agree on the precedence.
+pub(crate) fn effective(args: &Args) -> Result<Config, Failure> {
+    // Without any data dir (no flag, no $HOME) there is no override to apply.
+    let dir = data_dir(args).ok();
+    with_policies(config(args)?, dir.as_deref(), PolicySource::DataDir)
+}
+
+/// Applies the policy override rule of [`effective`] to a configuration file's contents.
+pub(crate) fn with_policies(
+    mut config: Config,
+    data_dir: Option<&Path>,
+    source: PolicySource<'_>,
+) -> Result<Config, Failure> {
+    let Some(dir) = data_dir else {
+        return Ok(config);
+    };
+    let path = dir.join(sluice_policy::config::POLICY_FILE);
+    let result = match source {
+        PolicySource::DataDir => config.apply_policy_file(&path).map(|_| ()),
+        PolicySource::Document(text) => config.apply_policy_json(text, &path),
+        PolicySource::ConfigFile => Ok(()),
+    };
+    result.map_err(|issues| {
+        let lines: Vec<String> = issues
+            .iter()
+            .map(|i| format!("{}: {i}", path.display()))
+            .collect();
+        Failure::usage(format!(
+            "invalid policy override (it replaces the config file's [[policy]]; fix or \
+             delete it):\n{}",
+            lines.join("\n")
+        ))
+    })?;
+    Ok(config)
+}
+
+/// The configuration from `--config`, or the embedded default (without the policy override:
+/// see [`effective`]).
 pub(crate) fn config(args: &Args) -> Result<Config, Failure> {
-    match &args.config {
+    config_file(args.config.as_deref())
+}
+
+/// The configuration file `path`, or the embedded default.
+pub(crate) fn config_file(path: Option<&Path>) -> Result<Config, Failure> {
+    match path {
         None => Ok(Config::default()),
         Some(path) => Config::load(path).map_err(|issues| {
             let lines: Vec<String> = issues

@@ -223,7 +223,7 @@ fn main() -> ExitCode {
         } => cli::apps_show(&args, id, *json),
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => cli::config_check(file),
+        } => cli::config_check(&args, file),
         Command::Policy {
             command: PolicyCommand::Test { cases },
         } => policy_test::run(&args, cases),

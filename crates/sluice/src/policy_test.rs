@@ -35,7 +35,7 @@ pub(crate) fn run(args: &Args, file: &Path) -> Result<(), Failure> {
         .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
     let cases: Cases = toml::from_str(&text)
         .map_err(|e| Failure::usage(format!("{}: {}", file.display(), e.message())))?;
-    let config = load::config(args)?;
+    let config = load::effective(args)?;
     let catalog = load::catalog(&config)?;
     let engine = load::engine(&config, &catalog)?;
     let now = std::time::SystemTime::now()

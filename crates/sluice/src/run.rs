@@ -1,9 +1,15 @@
 //! `sluice run`: load everything, bind, print the ready line, serve until SIGTERM/SIGINT,
 //! reload on SIGHUP (a bad new config is logged and the old one keeps serving).
+//!
+//! The policy list in force is the configuration file's `[[policy]]`, unless
+//! `<data-dir>/policy.json` (written by `PUT /api/policy`) exists: then that list, at start and
+//! on every reload ([`load::effective`]). A policy.json that does not load stops the start with
+//! its name; on a reload it is rejected like a broken config file. [`Reloader`] is both the
+//! reload and the admin API's way to build snapshots, under one lock.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sluice_policy::config::{Config, LogTarget};
 use sluice_proxy::log::AccessLog;
@@ -28,11 +34,18 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     if let Err(e) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
         tracing::warn!(error = %e, "could not disable core dumps");
     }
-    let config = load::config(args)?;
+    let data_dir = load::data_dir(args)?;
+    let config = load::with_policies(
+        load::config(args)?,
+        Some(&data_dir),
+        load::PolicySource::DataDir,
+    )?;
     for w in &config.warnings {
         tracing::warn!(warning = %w, "configuration");
     }
-    let data_dir = load::data_dir(args)?;
+    if let Some(p) = &config.policy_override {
+        tracing::warn!(file = %p.display(), "policies from the admin API replace the config file's [[policy]]");
+    }
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| Failure::runtime(format!("data dir {}: {e}", data_dir.display())))?;
     let ca = Arc::new(load::ca(&config, &data_dir)?);
@@ -89,7 +102,13 @@ async fn serve(
     for l in proxies {
         tokio::spawn(sluice_proxy::serve(l, rt.clone(), stop_rx.clone()));
     }
-    let router = admin_router(&rt, data_dir, &proxy_addrs, admin_addr)?;
+    let reloader = Arc::new(Reloader {
+        config: args.config.clone(),
+        data_dir: data_dir.to_path_buf(),
+        own: own.clone(),
+        lock: Arc::new(Mutex::new(())),
+    });
+    let router = admin_router(&rt, &reloader, &proxy_addrs, admin_addr)?;
     let mut admin_stop = stop_rx.clone();
     tokio::spawn(async move {
         let shutdown = async move {
@@ -113,7 +132,7 @@ async fn serve(
         "try: curl --proxy http://{} --cacert {ca_path} https://example.com/",
         proxy_addrs.first().map_or("127.0.0.1:3128", String::as_str)
     );
-    wait_for_signals(args, &rt, &own, xfsz).await;
+    wait_for_signals(args, &rt, &reloader, xfsz).await;
     let _ = stop_tx.send(true);
     let grace = rt.snapshot.load().config.proxy.timeouts.shutdown_grace;
     if tokio::time::timeout(grace, rt.drained()).await.is_err() {
@@ -131,10 +150,11 @@ async fn serve(
 /// generated into the data dir is fine for a laptop, not for an exposed port.
 fn admin_router(
     rt: &Arc<Runtime>,
-    data_dir: &Path,
+    reloader: &Arc<Reloader>,
     proxy_addrs: &[String],
     admin_addr: SocketAddr,
 ) -> Result<axum::Router, Failure> {
+    let data_dir = reloader.data_dir.as_path();
     let config = rt.snapshot.load().config.clone();
     if !config.admin.listen.ip().is_loopback() && config.admin.token_file.is_none() {
         return Err(Failure::usage(format!(
@@ -154,6 +174,11 @@ fn admin_router(
         proxy_addrs: proxy_addrs.iter().filter_map(|a| a.parse().ok()).collect(),
         admin_addr: Some(admin_addr),
         audit_file: Some(data_dir.join(sluice_admin::audit::AUDIT_FILE)),
+        policy: Some(sluice_admin::policy::PolicyUpdates {
+            file: data_dir.join(sluice_policy::config::POLICY_FILE),
+            backend: reloader.clone(),
+            lock: reloader.lock.clone(),
+        }),
     };
     let state = sluice_admin::AdminState::new(rt.clone(), catalog, settings);
     Ok(sluice_admin::router(state))
@@ -205,10 +230,58 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
     ))
 }
 
+/// Builds snapshots from the configuration file and the policy override: for reloads and for
+/// the admin API's policy updates, which both hold `lock` while they build and swap.
+struct Reloader {
+    config: Option<PathBuf>,
+    data_dir: PathBuf,
+    own: Vec<SocketAddr>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Reloader {
+    /// Rebuilds from the files and swaps; a failure keeps the running snapshot.
+    fn reload(&self, rt: &Runtime) {
+        let result_label = |ok| sluice_proxy::metrics::ResultLabels {
+            result: if ok { "ok" } else { "failed" },
+        };
+        let _serial = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = load::config_file(self.config.as_deref())
+            .and_then(|c| load::with_policies(c, Some(&self.data_dir), load::PolicySource::DataDir))
+            .and_then(|c| build_snapshot(c, &self.own));
+        match result {
+            Ok(snapshot) => {
+                rt.snapshot.store(Arc::new(snapshot));
+                rt.metrics.reloads.get_or_create(&result_label(true)).inc();
+                tracing::warn!("configuration reloaded");
+                eprintln!("sluice reloaded");
+            }
+            Err(f) => {
+                rt.metrics.reloads.get_or_create(&result_label(false)).inc();
+                tracing::error!(error = %f.message, "reload rejected; the previous configuration keeps serving");
+                eprintln!("sluice reload failed: {}", f.message);
+            }
+        }
+        reload_ca(&self.data_dir, rt);
+    }
+}
+
+impl sluice_admin::policy::PolicyBackend for Reloader {
+    fn build(&self, document: Option<&str>) -> Result<Snapshot, sluice_admin::policy::BuildError> {
+        use sluice_admin::policy::BuildError;
+        let config = load::config_file(self.config.as_deref())
+            .map_err(|f| BuildError::Unavailable(f.message))?;
+        let source = document.map_or(load::PolicySource::ConfigFile, load::PolicySource::Document);
+        let config = load::with_policies(config, Some(&self.data_dir), source)
+            .map_err(|f| BuildError::Invalid(f.message))?;
+        build_snapshot(config, &self.own).map_err(|f| BuildError::Invalid(f.message))
+    }
+}
+
 async fn wait_for_signals(
     args: &Args,
     rt: &Arc<Runtime>,
-    own: &[SocketAddr],
+    reloader: &Reloader,
     mut xfsz: tokio::signal::unix::Signal,
 ) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
@@ -227,7 +300,7 @@ async fn wait_for_signals(
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reload(args, rt, own),
+            _ = hup.recv() => reloader.reload(rt),
             // logrotate: the log file was moved; write to a fresh one from the next record.
             _ = usr1.recv() => rt.log.reopen(),
             // The failed write itself is reported by the log writer.
@@ -236,7 +309,7 @@ async fn wait_for_signals(
                 let now = config_stamp(args);
                 if now != stamp {
                     stamp = now;
-                    reload(args, rt, own);
+                    reloader.reload(rt);
                 }
             }
         }
@@ -248,36 +321,12 @@ fn config_stamp(args: &Args) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn reload(args: &Args, rt: &Arc<Runtime>, own: &[SocketAddr]) {
-    let result_label = |ok| sluice_proxy::metrics::ResultLabels {
-        result: if ok { "ok" } else { "failed" },
-    };
-    let result = load::config(args).and_then(|c| build_snapshot(c, own));
-    match result {
-        Ok(snapshot) => {
-            rt.snapshot.store(Arc::new(snapshot));
-            rt.metrics.reloads.get_or_create(&result_label(true)).inc();
-            tracing::warn!("configuration reloaded");
-            eprintln!("sluice reloaded");
-        }
-        Err(f) => {
-            rt.metrics.reloads.get_or_create(&result_label(false)).inc();
-            tracing::error!(error = %f.message, "reload rejected; the previous configuration keeps serving");
-            eprintln!("sluice reload failed: {}", f.message);
-        }
-    }
-    reload_ca(args, rt);
-}
-
 /// Re-reads the CA on every reload: a replaced CA is used from now on (its leaves only), and
 /// one that no longer loads (key removed, unreadable, corrupt, not matching) stops minting, so
 /// decryption fails closed while bypass and blocks keep working (security matrix FT-05).
-fn reload_ca(args: &Args, rt: &Arc<Runtime>) {
+fn reload_ca(data_dir: &Path, rt: &Runtime) {
     let config = rt.snapshot.load().config.clone();
-    let loaded = load::data_dir(args)
-        .map_err(|f| f.message)
-        .and_then(|dir| load::existing_ca(&config, &dir).map_err(|e| e.to_string()));
-    match loaded {
+    match load::existing_ca(&config, data_dir).map_err(|e| e.to_string()) {
         Ok(ca) => {
             let current = rt.minter.ca();
             if ca.fingerprint() != current.fingerprint() || rt.minter.unavailable().is_some() {

@@ -28,7 +28,14 @@ const POLICY_REASONS: &[&str] = &[
 ];
 
 pub(crate) fn run(args: &Args, log: &Path, json_out: bool) -> Result<(), Failure> {
-    let config = load::config(args)?;
+    let config = load::effective(args)?;
+    if let Some(p) = &config.policy_override {
+        eprintln!(
+            "note: the policies come from {} (admin API), which replaces the config file's \
+             [[policy]] tables",
+            p.display()
+        );
+    }
     let catalog = load::catalog(&config)?;
     let engine = load::engine(&config, &catalog)?;
     let file = std::fs::File::open(log)

@@ -136,6 +136,9 @@ async fn pinning_approve_and_reject_act_on_the_store_and_are_audited() {
     assert_eq!(line["host"], "pinned.test");
     assert_eq!(line["actor"], "admin-api");
     assert!(line["version_after"].as_i64() > line["version_before"].as_i64());
+    // The policy in force when it was decided (a pinning decision does not change it).
+    assert_eq!(line["policy_before"].as_str().map(str::len), Some(64));
+    assert_eq!(line["policy_before"], line["policy_after"]);
 
     let bad = f
         .send(

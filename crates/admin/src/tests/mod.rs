@@ -2,6 +2,7 @@
 //! log, event store in a temp dir), no sockets.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sluice_policy::catalog::Catalog;
-use sluice_policy::config::Config;
+use sluice_policy::config::{Config, POLICY_FILE};
 use sluice_policy::engine::Engine;
 use sluice_proxy::log::{AccessLog, AccessRecord};
 use sluice_proxy::pinning::Pinning;
@@ -23,14 +24,56 @@ use sluice_tls::mint::Minter;
 use sluice_tls::verify::UpstreamTls;
 use tower::ServiceExt;
 
+use crate::policy::{BuildError, PolicyBackend, PolicyUpdates};
 use crate::{router, AdminState, Settings, Token, TokenSource};
 
 mod api;
 mod auth;
+mod policy;
 mod ui;
 
 pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
 pub(crate) const HOST: &str = "127.0.0.1:9128";
+
+/// The binary's reload path in miniature: the config text, with a policy document applied the
+/// same way (`Config::apply_policy_json`), compiled into a snapshot.
+pub(crate) struct TestBackend {
+    toml: String,
+    dir: PathBuf,
+}
+
+impl PolicyBackend for TestBackend {
+    fn build(&self, document: Option<&str>) -> Result<Snapshot, BuildError> {
+        let mut config = Config::from_toml(&self.toml, "test.toml", &self.dir)
+            .map_err(|e| BuildError::Unavailable(format!("{e:?}")))?;
+        if let Some(doc) = document {
+            config
+                .apply_policy_json(doc, &self.dir.join(POLICY_FILE))
+                .map_err(|issues| {
+                    let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
+                    BuildError::Invalid(lines.join("; "))
+                })?;
+        }
+        let catalog = Catalog::builtin().unwrap();
+        let engine = Engine::new(&config, &catalog);
+        let dialer = Dialer::new(
+            HashMap::new(),
+            config.upstream.allow_private.clone(),
+            Vec::new(),
+            Duration::from_secs(1),
+        );
+        let upstream = UpstreamTls::new(&[]).unwrap();
+        let inspector = sluice_proxy::inspect::Inspector::build(&config).unwrap();
+        Ok(Snapshot::new(
+            Arc::new(config),
+            Arc::new(engine),
+            Arc::new(dialer),
+            Arc::new(upstream),
+            None,
+            inspector,
+        ))
+    }
+}
 
 pub(crate) struct Fixture {
     pub(crate) dir: tempfile::TempDir,
@@ -51,25 +94,11 @@ impl Fixture {
 
     pub(crate) fn with_config(toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::from_toml(toml, "test.toml", dir.path()).unwrap();
-        let catalog = Catalog::builtin().unwrap();
-        let engine = Engine::new(&config, &catalog);
-        let dialer = Dialer::new(
-            HashMap::new(),
-            config.upstream.allow_private.clone(),
-            Vec::new(),
-            Duration::from_secs(1),
-        );
-        let upstream = UpstreamTls::new(&[]).unwrap();
-        let inspector = sluice_proxy::inspect::Inspector::build(&config).unwrap();
-        let snapshot = Snapshot::new(
-            Arc::new(config),
-            Arc::new(engine),
-            Arc::new(dialer),
-            Arc::new(upstream),
-            None,
-            inspector,
-        );
+        let backend = Arc::new(TestBackend {
+            toml: toml.to_owned(),
+            dir: dir.path().to_path_buf(),
+        });
+        let snapshot = backend.build(None).unwrap();
         let ca = Arc::new(Ca::load_or_create(dir.path()).unwrap());
         let minter = Arc::new(Minter::new(ca, 64));
         let log = AccessLog::start(Some(&dir.path().join("access.log"))).unwrap();
@@ -86,8 +115,13 @@ impl Fixture {
             proxy_addrs: vec!["127.0.0.1:3128".parse().unwrap()],
             admin_addr: Some(HOST.parse().unwrap()),
             audit_file: Some(dir.path().join(crate::audit::AUDIT_FILE)),
+            policy: Some(PolicyUpdates {
+                file: dir.path().join(POLICY_FILE),
+                backend,
+                lock: Arc::default(),
+            }),
         };
-        let state = AdminState::new(rt, Arc::new(catalog), settings);
+        let state = AdminState::new(rt, Arc::new(Catalog::builtin().unwrap()), settings);
         Self {
             dir,
             state,

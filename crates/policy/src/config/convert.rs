@@ -58,6 +58,7 @@ impl Cx<'_> {
             inspect: self.inspect(&raw),
             warnings: vec![],
             source: None,
+            policy_override: None,
         }
     }
 

@@ -153,3 +153,111 @@ fn log_fail_mode_is_validated_with_key_and_line() {
     assert_eq!((err[0].key.as_str(), err[0].line), ("log.fail", Some(3)));
     assert!(err[0].message.contains("\"closed\""), "{err:?}");
 }
+
+// === JSON policy lists (admin API, policy.json) ===
+
+fn json_policies(v: serde_json::Value) -> Result<JsonPolicies, Vec<ConfigIssue>> {
+    policies_from_json(&v, "/data/policy.json", Path::new("/etc/sluice"))
+}
+
+#[test]
+fn json_policies_use_the_config_rules_and_key_paths() {
+    let ok = json_policies(serde_json::json!([{
+        "name": "default",
+        "match": {"networks": ["10.0.0.0/8"], "users": []},
+        "bypass": {"domains": ["*.bank.example", {"value": "pay.example", "owner": "it", "expires": "2030-01-31"}]},
+        "block": {"domains": ["bad.example"], "apps": ["Dropbox"]}
+    }]))
+    .unwrap();
+    let p = &ok.policies[0];
+    assert_eq!(p.block.apps[0].value, "dropbox");
+    assert_eq!(
+        p.bypass.domains[1].origin.to_string(),
+        "/data/policy.json policies[0].bypass.domains[1]"
+    );
+    for (bad, key) in [
+        (serde_json::json!("x"), "policies"),
+        (serde_json::json!([1]), "policies[0]"),
+        (
+            serde_json::json!([{"name": "a", "bypass": {"domains": ["ok.example", "", "*"]}}]),
+            "policies[0].bypass.domains[1]",
+        ),
+        (
+            serde_json::json!([{"name": "a", "bypass": {"domains": ["a..example"]}}]),
+            "policies[0].bypass.domains[0]",
+        ),
+        (
+            serde_json::json!([{"name": "a", "bypass": {"domains": ["*.co.uk"]}}]),
+            "policies[0].bypass.domains[0]",
+        ),
+        (
+            serde_json::json!([{"name": "a", "bypass": {"domains": [format!("{}.example", "a".repeat(300))]}}]),
+            "policies[0].bypass.domains[0]",
+        ),
+        (
+            serde_json::json!([{"name": "a", "bypass": {"domainz": []}}]),
+            "policies[0].bypass",
+        ),
+        (
+            serde_json::json!([{"name": "a", "decrypt": null}]),
+            "policies[0].decrypt",
+        ),
+        (
+            serde_json::json!([{"name": "a"}, {"name": "a"}]),
+            "policies[1].name",
+        ),
+        (
+            serde_json::json!([{"name": "a", "bypass": {"urls": ["/x"]}}]),
+            "policies[0].bypass.urls",
+        ),
+    ] {
+        let err = json_policies(bad.clone()).unwrap_err();
+        assert!(err.iter().any(|i| i.key.starts_with(key)), "{bad}: {err:?}");
+        assert!(err.iter().all(|i| i.line.is_none()), "{err:?}");
+    }
+    let err = json_policies(serde_json::json!([{"name": "a", "bypass": {"domains": ["*"]}}]))
+        .unwrap_err();
+    assert_eq!(err[0].key, "policies[0].bypass.domains[0]", "{err:?}");
+    let err = json_policies(serde_json::json!([{"name": "a", "bogus": 1}])).unwrap_err();
+    assert!(err[0].message.contains("bogus"), "{err:?}");
+}
+
+#[test]
+fn json_round_trip_keeps_the_hash() {
+    let text = "[[policy]]\nname = \"default\"\npinning = \"learn\"\n\
+                bypass = { domains = [\"*.Bank.example\"], apps = [\"dropbox\"], owner = \"it\", expires = \"2031-02-28\" }\n\
+                block = { domains = [\"bad.example\"], urls = [\"/x\"], file_types = [\"exe\"] }\n";
+    let config = parse(text).unwrap();
+    let json = policies_to_json(&config.policies);
+    let back = json_policies(json.clone()).unwrap();
+    assert_eq!(policies_to_json(&back.policies), json);
+    assert_eq!(policy_hash(&back.policies), policy_hash(&config.policies));
+    assert_eq!(json[0]["bypass"]["domains"][0]["expires"], "2031-02-28");
+    assert_eq!(json[0]["bypass"]["domains"][0]["value"], "*.bank.example");
+    assert_ne!(policy_hash(&[]), policy_hash(&config.policies));
+}
+
+#[test]
+fn policy_file_replaces_the_tables_and_a_bad_one_is_an_error_naming_it() {
+    let dir = std::env::temp_dir().join(format!("sluice-policy-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(POLICY_FILE);
+    let _ = std::fs::remove_file(&path);
+    let mut config = parse("[[policy]]\nname = \"default\"\n").unwrap();
+    assert!(!config.apply_policy_file(&path).unwrap());
+    assert!(config.policy_override.is_none());
+    std::fs::write(&path, r#"{"policies": [{"name": "api"}]}"#).unwrap();
+    assert!(config.apply_policy_file(&path).unwrap());
+    assert_eq!(config.policies[0].name, "api");
+    assert_eq!(config.policy_override.as_deref(), Some(path.as_path()));
+    for bad in [
+        "{\"policies\": [",
+        "{\"policies\": [], \"x\": 1}",
+        "{\"policies\": []} x",
+    ] {
+        std::fs::write(&path, bad).unwrap();
+        let err = config.apply_policy_file(&path).unwrap_err();
+        assert!(!err.is_empty(), "{bad}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -15,6 +15,7 @@ mod logs;
 mod matrix;
 mod pinning;
 mod policy;
+mod policy_api;
 
 use std::path::Path;
 use std::time::Duration;
