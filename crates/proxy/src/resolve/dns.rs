@@ -184,10 +184,8 @@ fn combine(
     v6: Result<Arc<[IpAddr]>, DnsError>,
 ) -> Result<Vec<IpAddr>, DnsError> {
     let mut addrs = Vec::new();
-    for half in [&v4, &v6] {
-        if let Ok(a) = half {
-            addrs.extend_from_slice(a);
-        }
+    for a in [&v4, &v6].into_iter().flatten() {
+        addrs.extend_from_slice(a);
     }
     if !addrs.is_empty() {
         return Ok(addrs);
