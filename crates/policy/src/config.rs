@@ -213,6 +213,11 @@ pub struct UpstreamConfig {
     pub hosts_file: Option<PathBuf>,
     /// Private destinations allowed (default none).
     pub allow_private: AllowPrivate,
+    /// DNS servers asked over UDP (TCP when a reply is truncated) instead of the system
+    /// resolver; port 53 unless given (default empty: the system resolver).
+    pub dns_servers: Vec<SocketAddr>,
+    /// Total deadline of one name resolution, whichever resolver (default 5 s).
+    pub dns_timeout: Duration,
 }
 
 /// `[pinning]`.

@@ -1,7 +1,8 @@
 //! Name resolution and destination control.
 //!
 //! Names resolve from `upstream.hosts_file` first (Squid's `hosts_file`; tests map their names
-//! to loopback this way), then DNS. Every resolved address is checked before it is dialled —
+//! to loopback this way), then DNS: the servers of `upstream.dns_servers` through [`dns`], or
+//! the system resolver, either way within `upstream.dns_timeout`. Every resolved address is checked before it is dialled —
 //! and the gateway dials exactly the address it checked, so DNS rebinding cannot swap in a
 //! private address between check and connect (security matrix PE-17, AD-02). The gateway's own
 //! listeners are refused whatever `allow_private` says.
@@ -15,10 +16,17 @@ use sluice_policy::config::AllowPrivate;
 use sluice_policy::name::Host;
 use tokio::net::TcpStream;
 
+mod dns;
+
+pub use dns::{DnsClient, DnsError, CACHE_ENTRIES, MAX_IN_FLIGHT, NEGATIVE_TTL_FLOOR, TTL_CEILING};
+
+/// The resolve deadline when the config does not say (`upstream.dns_timeout`).
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why a destination could not be reached or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    /// DNS gave no usable answer.
+    /// DNS gave no usable answer (the system resolver's errors, which say little more).
     #[error("DNS lookup for {host} failed: {message}")]
     Dns {
         /// The name.
@@ -26,6 +34,23 @@ pub enum DialError {
         /// What DNS said.
         message: String,
     },
+    /// The name does not exist.
+    #[error("DNS lookup for {0} failed: the name does not exist (NXDOMAIN)")]
+    DnsNxDomain(String),
+    /// The DNS server failed (SERVFAIL, REFUSED, ...).
+    #[error("DNS lookup for {host} failed: the server answered {rcode}")]
+    DnsServerFailure {
+        /// The name.
+        host: String,
+        /// The response code.
+        rcode: String,
+    },
+    /// The DNS server's reply could not be parsed.
+    #[error("DNS lookup for {0} failed: the server's reply could not be parsed")]
+    DnsBadReply(String),
+    /// The name has no address.
+    #[error("DNS lookup for {0} found no address")]
+    DnsNoAddress(String),
     /// DNS did not answer in time.
     #[error("DNS lookup for {0} timed out")]
     DnsTimeout(String),
@@ -55,6 +80,10 @@ impl DialError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Dns { .. } => "dns_failed",
+            Self::DnsNxDomain(_) => "dns_nxdomain",
+            Self::DnsServerFailure { .. } => "dns_servfail",
+            Self::DnsBadReply(_) => "dns_bad_reply",
+            Self::DnsNoAddress(_) => "dns_no_address",
             Self::DnsTimeout(_) => "dns_timeout",
             Self::Refused { .. } => "destination_refused",
             Self::Connect { source, .. }
@@ -84,6 +113,8 @@ pub struct Dialer {
     allow: AllowPrivate,
     own: Vec<SocketAddr>,
     connect_timeout: Duration,
+    dns: Option<DnsClient>,
+    dns_timeout: Duration,
 }
 
 impl Dialer {
@@ -100,7 +131,17 @@ impl Dialer {
             allow,
             own,
             connect_timeout,
+            dns: None,
+            dns_timeout: DEFAULT_DNS_TIMEOUT,
         }
+    }
+
+    /// Resolve with these DNS servers instead of the system resolver (empty: keep the system
+    /// resolver), each resolution within `timeout` in total.
+    pub fn with_dns(mut self, servers: Vec<SocketAddr>, timeout: Duration) -> Self {
+        self.dns = (!servers.is_empty()).then(|| DnsClient::new(servers));
+        self.dns_timeout = timeout;
+        self
     }
 
     /// Resolves `host` and connects to the first allowed address that answers.
@@ -121,10 +162,7 @@ impl Dialer {
                 Err(_) => last = Some(DialError::ConnectTimeout(addr)),
             }
         }
-        Err(last.unwrap_or_else(|| DialError::Dns {
-            host: host.to_string(),
-            message: "no addresses".into(),
-        }))
+        Err(last.unwrap_or_else(|| DialError::DnsNoAddress(host.to_string())))
     }
 
     /// Resolves a host to socket addresses (hosts file first, then DNS).
@@ -136,19 +174,33 @@ impl Dialer {
         if let Some(ips) = self.hosts.get(name) {
             return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
         }
-        let lookup = tokio::net::lookup_host((name, port));
-        match tokio::time::timeout(self.connect_timeout, lookup).await {
-            Ok(Ok(addrs)) => {
-                let addrs: Vec<_> = addrs.collect();
-                if addrs.is_empty() {
-                    Err(DialError::Dns {
-                        host: name.into(),
-                        message: "no addresses".into(),
-                    })
-                } else {
-                    Ok(addrs)
+        let ips = match &self.dns {
+            Some(dns) => {
+                // The client splits the budget between servers; this deadline also covers
+                // waiting for an in-flight slot.
+                let lookup = dns.lookup(name, self.dns_timeout);
+                match tokio::time::timeout(self.dns_timeout, lookup).await {
+                    Ok(Ok(ips)) => ips,
+                    Ok(Err(e)) => return Err(dns_error(name, e)),
+                    Err(_) => return Err(DialError::DnsTimeout(name.into())),
                 }
             }
+            None => self.system_lookup(name, port).await?,
+        };
+        if ips.is_empty() {
+            return Err(DialError::DnsNoAddress(name.into()));
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+
+    /// getaddrinfo through tokio, within the resolve deadline.
+    async fn system_lookup(&self, name: &str, port: u16) -> Result<Vec<IpAddr>, DialError> {
+        let lookup = tokio::net::lookup_host((name, port));
+        match tokio::time::timeout(self.dns_timeout, lookup).await {
+            Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip()).collect()),
             Ok(Err(e)) => Err(DialError::Dns {
                 host: name.into(),
                 message: e.to_string(),
@@ -183,6 +235,21 @@ impl Dialer {
         } else {
             Err(DialError::Refused { addr: ip, class })
         }
+    }
+}
+
+fn dns_error(name: &str, e: DnsError) -> DialError {
+    let host = name.to_owned();
+    match e {
+        DnsError::NxDomain => DialError::DnsNxDomain(host),
+        DnsError::ServerFailure(code) => DialError::DnsServerFailure {
+            host,
+            rcode: code.to_string(),
+        },
+        DnsError::BadReply => DialError::DnsBadReply(host),
+        DnsError::NoAddress => DialError::DnsNoAddress(host),
+        DnsError::Timeout => DialError::DnsTimeout(host),
+        DnsError::Io(message) => DialError::Dns { host, message },
     }
 }
 
@@ -326,6 +393,36 @@ mod tests {
         assert!(strict
             .check("[::ffff:10.0.0.1]:443".parse().unwrap())
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn dns_failures_have_stable_codes_and_statuses() {
+        let stub = sluice_test_support::StubDns::start();
+        let d = Dialer::new(
+            HashMap::new(),
+            AllowPrivate::None,
+            vec![],
+            Duration::from_secs(10),
+        )
+        .with_dns(vec![stub.addr()], Duration::from_millis(500));
+        for (name, code, status) in [
+            ("nx.test", "dns_nxdomain", 502),
+            ("sf.test", "dns_servfail", 502),
+            ("garbage.test", "dns_bad_reply", 502),
+            ("to.test", "dns_timeout", 504),
+        ] {
+            let host = Host::parse(name).unwrap();
+            let started = std::time::Instant::now();
+            let e = d.dial(&host, 443).await.unwrap_err();
+            assert_eq!((e.code(), e.status()), (code, status), "{name}: {e}");
+            assert!(started.elapsed() < Duration::from_secs(2), "{name}");
+        }
+        // Resolved to loopback only: refused, never dialled.
+        let e = d
+            .dial(&Host::parse("v6.test").unwrap(), 443)
+            .await
+            .unwrap_err();
+        assert_eq!((e.code(), e.status()), ("destination_refused", 403));
     }
 
     #[test]

@@ -216,6 +216,10 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
         config.upstream.allow_private.clone(),
         own.to_vec(),
         config.proxy.timeouts.connect,
+    )
+    .with_dns(
+        config.upstream.dns_servers.clone(),
+        config.upstream.dns_timeout,
     );
     let auth = load::auth(&config)?;
     let inspector = sluice_proxy::inspect::Inspector::build(&config).map_err(Failure::usage)?;

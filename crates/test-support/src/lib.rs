@@ -6,6 +6,8 @@
 //!   record what they saw.
 //! - [`gateway`]: spawns `sluice run` on port 0, waits for its ready line, captures the access
 //!   log, sends signals, runs other CLI verbs against the same config and data dir.
+//! - [`dns`]: a stub DNS server answering per name (NXDOMAIN, SERVFAIL, silence, garbage,
+//!   rebinding) and counting queries.
 //! - [`clients`]: curl, `openssl s_client`, raw TCP, CONNECT tunnels and an in-process rustls
 //!   client.
 //!
@@ -15,6 +17,7 @@
 //! Helpers panic with a message that says what failed (this crate is only used by tests).
 
 pub mod clients;
+pub mod dns;
 pub mod gateway;
 pub mod origin;
 pub mod pki;
@@ -27,6 +30,7 @@ pub use clients::{
     connect_tunnel, curl, curl_response, curl_response_via, curl_via, openssl_s_client,
     peer_cert_issuer_cn, raw_proxy_exchange, tls_over_tunnel, CurlOutput, CurlResponse,
 };
+pub use dns::StubDns;
 pub use gateway::{GatewayConfig, TestGateway};
 pub use origin::{Misbehave, SeenRequest, TestOrigin};
 pub use pki::{KeyType, Leaf, LeafIssuer, LeafOpts, TestPki, Validity};

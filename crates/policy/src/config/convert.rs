@@ -1,6 +1,6 @@
 //! Raw → typed conversion of each table, collecting every issue.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::raw::{RawAllowPrivate, RawConfig, RawEntry, RawList, RawPolicy, S};
@@ -210,10 +210,55 @@ impl Cx<'_> {
             Some(v) if v.get_ref().is_empty() => None,
             Some(v) => Some(self.path(v.get_ref())),
         };
+        let dns_servers = u
+            .dns_servers
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, v)| self.dns_server(&format!("upstream.dns_servers[{i}]"), v))
+            .collect();
         UpstreamConfig {
             extra_roots: paths(self, &u.extra_roots),
             hosts_file,
             allow_private,
+            dns_servers,
+            dns_timeout: self.duration(
+                "upstream.dns_timeout",
+                &u.dns_timeout,
+                Duration::from_secs(5),
+            ),
+        }
+    }
+
+    /// `"IP"` or `"IP:PORT"` (`"[v6]:PORT"`), port 53 by default. Names are refused: the
+    /// resolver's own address cannot depend on resolution.
+    fn dns_server(&mut self, key: &str, v: &S<String>) -> Option<SocketAddr> {
+        let s = v.get_ref().trim();
+        let parsed = s
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+        match parsed {
+            Some(a) if a.port() != 0 && !a.ip().is_unspecified() => Some(a),
+            Some(a) => {
+                self.error(
+                    key,
+                    v,
+                    format!("`{a}` cannot be a DNS server (unspecified address or port 0)"),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    key,
+                    v,
+                    format!(
+                        "`{s}` is not an IP address or IP:PORT such as \"192.0.2.53\", \
+                         \"127.0.0.1:5353\" or \"[2001:db8::53]:53\""
+                    ),
+                );
+                None
+            }
         }
     }
 

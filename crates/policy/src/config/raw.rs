@@ -74,6 +74,8 @@ pub(crate) struct RawUpstream {
     pub(crate) extra_roots: Option<Vec<S<String>>>,
     pub(crate) hosts_file: Option<S<String>>,
     pub(crate) allow_private: Option<S<RawAllowPrivate>>,
+    pub(crate) dns_servers: Option<Vec<S<String>>>,
+    pub(crate) dns_timeout: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

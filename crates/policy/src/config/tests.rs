@@ -261,3 +261,52 @@ fn policy_file_replaces_the_tables_and_a_bad_one_is_an_error_naming_it() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dns_servers_and_timeout_default_to_the_system_resolver() {
+    let c = parse("").unwrap();
+    assert!(c.upstream.dns_servers.is_empty());
+    assert_eq!(c.upstream.dns_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn dns_servers_take_ip_or_ip_port() {
+    let text = "[upstream]\ndns_servers = [\"192.0.2.53\", \"127.0.0.1:5353\", \"::1\", \"[2001:db8::53]:5300\"]\ndns_timeout = \"1500ms\"\n";
+    let c = parse(text).unwrap();
+    let want: Vec<SocketAddr> = [
+        "192.0.2.53:53",
+        "127.0.0.1:5353",
+        "[::1]:53",
+        "[2001:db8::53]:5300",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    assert_eq!(c.upstream.dns_servers, want);
+    assert_eq!(c.upstream.dns_timeout, Duration::from_millis(1500));
+}
+
+#[test]
+fn bad_dns_settings_name_key_and_line() {
+    let text = "[upstream]\ndns_servers = [\n  \"127.0.0.1:5353\",\n  \"dns.example\",\n  \"127.0.0.1:0\",\n  \"0.0.0.0\",\n  \"1.2.3.4:99999\",\n]\ndns_timeout = \"soon\"\n";
+    let err = parse(text).unwrap_err();
+    let keys: Vec<_> = err.iter().map(|e| (e.key.as_str(), e.line)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("upstream.dns_servers[1]", Some(4)),
+            ("upstream.dns_servers[2]", Some(5)),
+            ("upstream.dns_servers[3]", Some(6)),
+            ("upstream.dns_servers[4]", Some(7)),
+            ("upstream.dns_timeout", Some(9)),
+        ],
+        "{err:?}"
+    );
+    assert!(err[0].message.contains("dns.example"), "{:?}", err[0]);
+    let err = parse("[upstream]\ndns_timeout = \"0s\"\n").unwrap_err();
+    assert_eq!(err[0].key, "upstream.dns_timeout");
+    assert!(err[0].message.contains("greater than zero"), "{:?}", err[0]);
+    let err = parse("[upstream]\ndns_servers = \"127.0.0.1\"\n").unwrap_err();
+    assert!(err[0].key.contains("dns_servers"), "{:?}", err[0]);
+    assert_eq!(err[0].line, Some(2), "{:?}", err[0]);
+}

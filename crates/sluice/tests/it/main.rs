@@ -7,6 +7,7 @@ mod admin;
 mod browser;
 mod cli;
 mod data_path;
+mod dns;
 mod evasion;
 mod hostile;
 mod inspect;

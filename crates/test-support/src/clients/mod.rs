@@ -61,6 +61,9 @@ pub struct CurlResponse {
     pub output: CurlOutput,
     /// Final HTTP status (`%{http_code}`), 0 when there was no response.
     pub http_code: u16,
+    /// The proxy's reply to curl's CONNECT (`%{http_connect}`), 0 when there was none: a
+    /// refused tunnel shows here (403, 502, 504) while `http_code` stays 0.
+    pub http_connect: u16,
     /// `1.1`, `2` etc. (`%{http_version}`), `0` when there was no response.
     pub http_version: String,
     /// The response body (stdout).
@@ -128,8 +131,9 @@ pub fn curl_response_via(gw: &TestGateway, url: &str, extra: &[&str]) -> CurlRes
 pub fn curl_response(args: &[&str]) -> CurlResponse {
     let header_file = tempfile::NamedTempFile::new().expect("temp file for curl headers");
     let header_path = header_file.path().to_string_lossy().into_owned();
-    let write_out =
-        format!("%{{stderr}}\n{META_MARK} %{{http_code}} %{{http_version}}\n%{{certs}}");
+    let write_out = format!(
+        "%{{stderr}}\n{META_MARK} %{{http_code}} %{{http_version}} %{{http_connect}}\n%{{certs}}"
+    );
     let mut all: Vec<&str> = vec!["-D", &header_path, "-w", &write_out];
     all.extend_from_slice(args);
     let mut output = curl(&all);
@@ -145,11 +149,13 @@ pub fn curl_response(args: &[&str]) -> CurlResponse {
     let mut fields = first.split_whitespace();
     let http_code = fields.next().and_then(|c| c.parse().ok()).unwrap_or(0);
     let http_version = fields.next().unwrap_or("0").to_owned();
+    let http_connect = fields.next().and_then(|c| c.parse().ok()).unwrap_or(0);
     let raw_headers = std::fs::read_to_string(header_file.path()).unwrap_or_default();
     CurlResponse {
         body: output.stdout.clone(),
         output,
         http_code,
+        http_connect,
         http_version,
         headers: last_header_block(&raw_headers),
         certs: certs.to_owned(),
