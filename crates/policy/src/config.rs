@@ -175,9 +175,6 @@ pub struct ProxyConfig {
     pub max_client_hello: usize,
     /// Concurrent client connections (default 20,000).
     pub max_connections: usize,
-    /// Whether bypass rules may match the public name of an ECH ClientHello (default no: that
-    /// name belongs to the ECH provider, not to the site behind it).
-    pub ech_bypass: bool,
     /// Deadlines.
     pub timeouts: Timeouts,
 }

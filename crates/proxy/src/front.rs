@@ -3,6 +3,13 @@
 //! an explicit proxy: `CONNECT host:port` (→ [`crate::tunnel`]) and absolute-form requests
 //! (→ [`crate::forward`]).
 //!
+//! A client that opens with the HTTP/2 preface (prior knowledge, RFC 9113 §3.3) is served as
+//! HTTP/2: each `CONNECT` stream is decided, dialled and tunnelled exactly like an HTTP/1.1
+//! CONNECT, independently of the other streams (security matrix PE-15). Malformed CONNECT
+//! streams (`:path` or `:scheme` present, `:authority` missing) are reset by the h2 layer with
+//! PROTOCOL_ERROR, and extended CONNECT (`:protocol`, RFC 8441) is refused because
+//! SETTINGS_ENABLE_CONNECT_PROTOCOL is never advertised.
+//!
 //! Every refusal carries `Connection: close`: after rejecting a CONNECT the gateway must not
 //! parse whatever the client sent optimistically behind it (RFC 9931; security matrix PP-02).
 
@@ -16,10 +23,11 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use sluice_policy::config::LogFail;
 use sluice_policy::engine::{Action, Query};
 use sluice_policy::name::Host;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::count::{Counted, Counters};
@@ -31,14 +39,56 @@ use crate::ConnCtx;
 pub type Body =
     Either<Incoming, Either<Full<Bytes>, Either<Empty<Bytes>, crate::inspect::Resumed>>>;
 
-/// The client stream type on the proxy port.
-pub type ClientIo = Counted<TcpStream>;
+/// A byte stream from a client: a whole TCP connection (HTTP/1.1 CONNECT) or one HTTP/2
+/// stream (h2 CONNECT).
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for T {}
+
+/// The client side of a tunnel, counting its bytes.
+pub type ClientIo = Box<dyn ClientStream>;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client opened with the HTTP/2 preface. Reads nothing: it peeks only until the
+/// first bytes rule one protocol out (HTTP/1.1 methods never start with `PR`). `None` when the
+/// client sent nothing within the head deadline.
+async fn speaks_h2(stream: &TcpStream, deadline: std::time::Duration) -> Option<bool> {
+    let peek = async {
+        let mut buf = [0u8; 24];
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return Some(false);
+            }
+            let seen = &buf[..n];
+            if !H2_PREFACE.starts_with(seen) {
+                return Some(false);
+            }
+            if n >= 2 {
+                return Some(true);
+            }
+            // One byte so far. The socket stays readable while it sits unread, so waiting
+            // for readiness would spin: poll again shortly instead.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(deadline, peek).await.ok().flatten()
+}
 
 /// Serves one client connection on the proxy port.
 pub async fn serve_client(stream: TcpStream, cx: Arc<ConnCtx>) {
     let counters = Arc::new(Counters::default());
-    let io = TokioIo::new(Counted::new(stream, counters.clone()));
     let timeouts = &cx.snap.config.proxy.timeouts;
+    match speaks_h2(&stream, timeouts.header).await {
+        Some(true) => return serve_h2(stream, cx, counters).await,
+        Some(false) => {}
+        None => {
+            let error = Some("no request head within proxy.timeouts.header".to_string());
+            return log_head_timeout(&cx, &counters, error);
+        }
+    }
+    let io = TokioIo::new(Counted::new(stream, counters.clone()));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -66,6 +116,57 @@ pub async fn serve_client(stream: TcpStream, cx: Arc<ConnCtx>) {
         let error = result.err().map(|e| e.to_string());
         log_idle(&cx, &counters, error);
     }
+}
+
+/// HTTP/2 with prior knowledge: every stream goes through the same `handle` as HTTP/1.1.
+async fn serve_h2(stream: TcpStream, cx: Arc<ConnCtx>, counters: Arc<Counters>) {
+    let io = TokioIo::new(Counted::new(stream, counters.clone()));
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(cx.snap.config.proxy.timeouts.idle / 2))
+        .keep_alive_timeout(cx.snap.config.proxy.timeouts.header);
+    let svc_cx = cx.clone();
+    let svc_counters = counters.clone();
+    let requests = Arc::new(AtomicU64::new(0));
+    let seen = requests.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        let (cx, counters) = (svc_cx.clone(), svc_counters.clone());
+        async move {
+            // RFC 9113 §8.5: a CONNECT without :authority is malformed. The h2 layer already
+            // resets :path/:scheme on CONNECT; this one it lets through.
+            if req.method() == Method::CONNECT && req.uri().authority().is_none() {
+                return Err(h2::Error::from(h2::Reason::PROTOCOL_ERROR));
+            }
+            handle(req, cx, counters).await.map_err(|never| match never {})
+        }
+    });
+    let result = builder.serve_connection(io, service).await;
+    if requests.load(Ordering::Relaxed) == 0 {
+        log_idle(&cx, &counters, result.err().map(|e| e.to_string()));
+    }
+}
+
+/// The record of a connection that sent no request head before the deadline.
+fn log_head_timeout(cx: &ConnCtx, counters: &Counters, error: Option<String>) {
+    let (up, down) = counters.get();
+    cx.rt.log.emit(AccessRecord {
+        ts: timestamp(SystemTime::now()),
+        conn_id: cx.id,
+        client: cx.client.ip().to_string(),
+        kind: "request",
+        status: Some(408),
+        decision: Some("block"),
+        reason: Some("request_head_timeout".into()),
+        error,
+        bytes_up: up,
+        bytes_down: down,
+        duration_ms: cx.started.elapsed().as_millis() as u64,
+        ..Default::default()
+    });
 }
 
 fn log_idle(cx: &ConnCtx, counters: &Counters, error: Option<String>) {
@@ -245,11 +346,19 @@ async fn connect(
         started,
         rec,
     };
+    let h2 = req.version() == http::Version::HTTP_2;
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<ClientIo>>() {
+            // HTTP/2: the tunnel is this stream alone, counted on its own.
+            Ok(upgraded) if h2 => {
+                let counters = Arc::new(Counters::default());
+                let client: ClientIo =
+                    Box::new(Counted::new(TokioIo::new(upgraded), counters.clone()));
+                crate::tunnel::run(client, Bytes::new(), upstream, target, cx, counters).await;
+            }
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<Counted<TcpStream>>>() {
                 Ok(parts) => {
-                    let client = parts.io.into_inner();
+                    let client: ClientIo = Box::new(parts.io.into_inner());
                     crate::tunnel::run(client, parts.read_buf, upstream, target, cx, counters)
                         .await;
                 }

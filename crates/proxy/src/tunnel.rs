@@ -134,14 +134,11 @@ pub async fn run(
         explain: false,
     };
     let exceptions = cx.rt.exceptions.load();
-    let mut d = cx.snap.engine.decide(&q, &exceptions);
-    if hello.ech && d.action == Action::Bypass && d.reason != "policy-off" && !cfg.ech_bypass {
-        // With ECH the SNI is the provider's public name, shared by every site behind it: a
-        // rule for that name would exempt all of them (security matrix PE-12). Decrypting
-        // makes an RFC 9849 client retry without ECH, and the retry names the real site.
-        d.action = Action::Decrypt;
-        d.reason = "ech_public_name";
-    }
+    // ECH (PE-12) changes nothing here on purpose: browsers send a GREASE ECH extension on
+    // every connection, indistinguishable from real ECH, so its presence cannot be a signal.
+    // A real ECH client behind a proxy CONNECTs to the site it wants while its SNI names the
+    // provider's public name, and the SNI/CONNECT mismatch rule never bypasses that.
+    let d = cx.snap.engine.decide(&q, &exceptions);
     t.rec.policy = Some(d.policy.to_string());
     t.rec.app = d.app.clone();
     t.rec.category = d.category.clone();

@@ -117,7 +117,6 @@ impl Cx<'_> {
                 20_000,
             ))
             .unwrap_or(20_000),
-            ech_bypass: p.ech_bypass.unwrap_or(false),
             timeouts: Timeouts {
                 header: self.duration("proxy.timeouts.header", &t.header, Duration::from_secs(30)),
                 client_hello: self.duration(

@@ -30,7 +30,6 @@ pub(crate) struct RawProxy {
     pub(crate) non_tls: Option<S<String>>,
     pub(crate) max_client_hello: Option<S<String>>,
     pub(crate) max_connections: Option<S<i64>>,
-    pub(crate) ech_bypass: Option<bool>,
     pub(crate) timeouts: RawTimeouts,
 }
 

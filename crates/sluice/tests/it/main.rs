@@ -9,6 +9,7 @@ mod cli;
 mod data_path;
 mod dns;
 mod evasion;
+mod h2proxy;
 mod hostile;
 mod inspect;
 mod lifecycle;
