@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_store::{Approval, Rejection, Scope, Store, SuspectRule};
 
@@ -373,4 +373,72 @@ fn present(v: &Option<String>) -> Option<&str> {
 pub(crate) fn unix(t: SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `POST /api/ca/rotate` answer.
+#[derive(Debug, Serialize)]
+pub struct Rotated {
+    /// SHA-256 fingerprint of the new CA certificate.
+    pub fingerprint: String,
+    /// The one it replaced (its key is destroyed).
+    pub previous: String,
+    /// The new certificate's notAfter (RFC 3339).
+    pub not_after: String,
+    /// Where clients fetch the new certificate to trust.
+    pub download: &'static str,
+}
+
+/// `POST /api/ca/rotate`: a new CA for the data dir, used for every handshake from now on
+/// (the leaf cache is emptied); the old key is overwritten and removed (security matrix
+/// CK-05). Clients must trust the new certificate (`/ca.pem`) before they see it.
+pub async fn rotate_ca(
+    State(s): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<impl IntoResponse, ApiError> {
+    if s.rt.snapshot.load().config.ca.cert.is_some() {
+        return Err(ApiError::Conflict(
+            "the CA comes from [ca] cert and key: replace those files and reload (SIGHUP) instead"
+                .into(),
+        ));
+    }
+    let Some(data_dir) = s.shared.settings.data_dir.clone() else {
+        return Err(ApiError::Unavailable(
+            "CA rotation is not available here".into(),
+        ));
+    };
+    let previous = s.rt.minter.ca().fingerprint().to_string();
+    let ca = tokio::task::spawn_blocking(move || sluice_tls::ca::Ca::rotate(&data_dir))
+        .await
+        .map_err(|e| ApiError::join(&e))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "CA rotation failed");
+            ApiError::Internal("CA rotation")
+        })?;
+    let fingerprint = ca.fingerprint().to_string();
+    let not_after = ca
+        .not_after()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    s.rt.minter.replace(std::sync::Arc::new(ca));
+    let request_id = s.shared.audit.request_id();
+    s.shared
+        .audit
+        .record(AuditEvent {
+            request_id: request_id.clone(),
+            actor: caller.actor().into(),
+            action: "ca.rotate",
+            ca_before: Some(previous.clone()),
+            ca_after: Some(fingerprint.clone()),
+            ..AuditEvent::default()
+        })
+        .await?;
+    Ok((
+        [(header::HeaderName::from_static("x-request-id"), request_id)],
+        Json(Rotated {
+            fingerprint,
+            previous,
+            not_after,
+            download: "/ca.pem",
+        }),
+    ))
 }

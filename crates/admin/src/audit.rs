@@ -42,7 +42,7 @@ pub struct AuditEvent {
     /// `admin-api`, `admin-ui` or `anonymous`.
     pub actor: String,
     /// `policy.replace`, `policy.delete`, `policy.persist_failed`, `pinning.approve`,
-    /// `pinning.reject`, `session.login`, `session.logout`, `auth.failed`.
+    /// `pinning.reject`, `ca.rotate`, `session.login`, `session.logout`, `auth.failed`.
     pub action: &'static str,
     /// Client address, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +77,12 @@ pub struct AuditEvent {
     /// Hash of the policy list in force after it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_after: Option<String>,
+    /// SHA-256 fingerprint of the CA certificate before a rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_before: Option<String>,
+    /// SHA-256 fingerprint of the CA certificate after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_after: Option<String>,
 }
 
 // === impl Audit ===

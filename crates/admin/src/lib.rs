@@ -63,6 +63,9 @@ pub struct Settings {
     pub audit_file: Option<PathBuf>,
     /// `GET`/`PUT`/`DELETE /api/policy` (`None`: the policy is read-only, updates get 503).
     pub policy: Option<policy::PolicyUpdates>,
+    /// The data dir whose generated CA `POST /api/ca/rotate` replaces (`None`: rotation is
+    /// unavailable, 503).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// What the admin handlers need.
@@ -122,6 +125,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/pinning/approve", post(api::approve))
         .route("/api/pinning/reject", post(api::reject))
         .route("/api/config", get(api::config))
+        .route("/api/ca/rotate", post(api::rotate_ca))
         .route(
             "/api/policy",
             get(policy::get).put(policy::put).delete(policy::delete),

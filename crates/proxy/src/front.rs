@@ -141,7 +141,9 @@ async fn serve_h2(stream: TcpStream, cx: Arc<ConnCtx>, counters: Arc<Counters>) 
             if req.method() == Method::CONNECT && req.uri().authority().is_none() {
                 return Err(h2::Error::from(h2::Reason::PROTOCOL_ERROR));
             }
-            handle(req, cx, counters).await.map_err(|never| match never {})
+            handle(req, cx, counters)
+                .await
+                .map_err(|never| match never {})
         }
     });
     let result = builder.serve_connection(io, service).await;

@@ -174,6 +174,7 @@ fn admin_router(
         proxy_addrs: proxy_addrs.iter().filter_map(|a| a.parse().ok()).collect(),
         admin_addr: Some(admin_addr),
         audit_file: Some(data_dir.join(sluice_admin::audit::AUDIT_FILE)),
+        data_dir: Some(data_dir.to_path_buf()),
         policy: Some(sluice_admin::policy::PolicyUpdates {
             file: data_dir.join(sluice_policy::config::POLICY_FILE),
             backend: reloader.clone(),

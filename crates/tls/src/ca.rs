@@ -87,6 +87,7 @@ impl Ca {
         let dir = data_dir.join("ca");
         let cert = dir.join(CA_CERT_FILE);
         let key = dir.join(CA_KEY_FILE);
+        finish_rotation(&cert, &key)?;
         match (cert.exists(), key.exists()) {
             (true, true) => Self::load(&cert, &key),
             (false, false) => {
@@ -103,6 +104,22 @@ impl Ca {
                 missing: cert,
             }),
         }
+    }
+
+    /// Replaces the data dir's generated CA with a new one (security matrix CK-05): the new
+    /// pair is written beside the current one, the current key is overwritten with zeros, then
+    /// the new files take the current names. A crash part-way is completed on the next start
+    /// ([`Ca::load_or_create`]), so the old key never survives a rotation that began.
+    pub fn rotate(data_dir: &Path) -> Result<Self, CaError> {
+        let dir = data_dir.join("ca");
+        let cert = dir.join(CA_CERT_FILE);
+        let key = dir.join(CA_KEY_FILE);
+        let (next_cert, next_key) = (next_of(&cert), next_of(&key));
+        generate(&next_cert, &next_key)?;
+        // Refuse to destroy anything unless the new pair loads.
+        Self::load(&next_cert, &next_key)?;
+        finish_rotation(&cert, &key)?;
+        Self::load(&cert, &key)
     }
 
     /// Loads an existing CA certificate and key (PEM; PKCS#8, SEC1 or PKCS#1 keys).
@@ -213,6 +230,47 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), CaError> {
     // The key goes first: a certificate without its key would be refused on the next start.
     write_private(key_path, key.serialize_pem().as_bytes())?;
     write_public(cert_path, cert.pem().as_bytes())
+}
+
+/// Where a rotation writes the new file for `path` until it takes its place.
+fn next_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+/// Completes a rotation whose new pair is on disk: destroys the current key, moves the new
+/// files into place. A new pair that does not load is left over from a failed write and is
+/// removed instead.
+fn finish_rotation(cert: &Path, key: &Path) -> Result<(), CaError> {
+    let (next_cert, next_key) = (next_of(cert), next_of(key));
+    if !next_cert.exists() && !next_key.exists() {
+        return Ok(());
+    }
+    if Ca::load(&next_cert, &next_key).is_err() {
+        let _ = fs::remove_file(&next_cert);
+        let _ = fs::remove_file(&next_key);
+        return Ok(());
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CaError::Io { path, source }
+    };
+    if let Ok(mut old) = fs::OpenOptions::new().write(true).open(key) {
+        // Overwrite in place: a rename alone would leave the old key's bytes on disk.
+        let len = old.metadata().map_err(io(key))?.len();
+        old.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)])
+            .map_err(io(key))?;
+        old.sync_all().map_err(io(key))?;
+    }
+    fs::rename(&next_key, key).map_err(io(key))?;
+    fs::rename(&next_cert, cert).map_err(io(cert))?;
+    if let Some(parent) = key.parent() {
+        if let Ok(dir) = fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// A positive random serial of 16 bytes (RFC 5280 §4.1.2.2 allows up to 20 octets).
@@ -348,6 +406,35 @@ mod tests {
             Ca::load_or_create(&dir),
             Err(CaError::HalfPresent { .. })
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_replaces_the_pair_and_destroys_the_old_key() {
+        let dir = std::env::temp_dir().join(format!("sluice-ca-test-{}", rand::random::<u64>()));
+        let old = Ca::load_or_create(&dir).unwrap();
+        let key = dir.join("ca").join(CA_KEY_FILE);
+        let old_key = fs::read(&key).unwrap();
+        let new = Ca::rotate(&dir).unwrap();
+        assert_ne!(old.fingerprint(), new.fingerprint());
+        assert_ne!(fs::read(&key).unwrap(), old_key);
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            Ca::load_or_create(&dir).unwrap().fingerprint(),
+            new.fingerprint()
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.join("ca")).unwrap().collect();
+        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+        // A rotation interrupted after writing the new pair is completed at the next start.
+        let cert = dir.join("ca").join(CA_CERT_FILE);
+        generate(&next_of(&cert), &next_of(&key)).unwrap();
+        let pending = Ca::load(&next_of(&cert), &next_of(&key)).unwrap();
+        let started = Ca::load_or_create(&dir).unwrap();
+        assert_eq!(started.fingerprint(), pending.fingerprint());
+        assert!(!next_of(&key).exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -115,6 +115,7 @@ impl Fixture {
             proxy_addrs: vec!["127.0.0.1:3128".parse().unwrap()],
             admin_addr: Some(HOST.parse().unwrap()),
             audit_file: Some(dir.path().join(crate::audit::AUDIT_FILE)),
+            data_dir: Some(dir.path().to_path_buf()),
             policy: Some(PolicyUpdates {
                 file: dir.path().join(POLICY_FILE),
                 backend,

@@ -302,3 +302,80 @@ fn admin_is_not_reachable_through_the_proxy() {
         "{pac}"
     );
 }
+
+/// `sluice_leaves_minted_total` from /metrics.
+fn leaves_minted(gw: &TestGateway) -> u64 {
+    let auth = format!("Authorization: Bearer {}", token(gw));
+    admin(gw, "/metrics", &["-H", &auth])
+        .body_str()
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_leaves_minted_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("sluice_leaves_minted_total in /metrics")
+}
+
+#[test]
+fn ca_rotation_takes_effect_at_once_and_destroys_the_old_key_ck05() {
+    let w = World::new(&["ok.test", "h7.wild.test"], "");
+    let old_ca = w.gw.dir().join("old-ca.pem");
+    std::fs::copy(w.gw.ca_pem_path(), &old_ca).unwrap();
+    let key = w.gw.data_dir().join("ca/sluice-ca.key");
+    let old_key = std::fs::read(&key).unwrap();
+    let via = |ca: &std::path::Path| {
+        curl_response(&[
+            "--proxy",
+            &w.gw.proxy_url(),
+            "--cacert",
+            ca.to_str().unwrap(),
+            &w.url("ok.test", "/"),
+        ])
+    };
+    let before = via(&old_ca);
+    assert_eq!(before.http_code, 200);
+    let old_issuer = before.issuer_cn().unwrap();
+
+    let r = admin_post(&w.gw, "/api/ca/rotate", "");
+    assert_eq!(r.http_code, 200, "{}", r.body_str());
+    let body: Value = serde_json::from_str(&r.body_str()).unwrap();
+    assert_ne!(body["fingerprint"], body["previous"]);
+
+    // Every new handshake presents a leaf from the new CA, even for a name cached before.
+    let new_ca = w.gw.dir().join("new-ca.pem");
+    std::fs::write(&new_ca, admin(&w.gw, "/ca.pem", &[]).body_str()).unwrap();
+    let after = via(&new_ca);
+    assert_eq!(after.http_code, 200, "{}", after.output.stderr);
+    assert_ne!(after.issuer_cn().unwrap(), old_issuer);
+    assert_ne!(via(&old_ca).http_code, 200, "the old CA no longer verifies");
+    assert_ne!(std::fs::read(&key).unwrap(), old_key, "old key destroyed");
+    let audit = std::fs::read_to_string(w.gw.data_dir().join("admin-audit.jsonl")).unwrap();
+    let event: Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["action"] == "ca.rotate")
+        .expect("ca.rotate audited");
+    assert_eq!(event["ca_after"], body["fingerprint"]);
+    assert!(!audit.contains("PRIVATE KEY"));
+
+    // 200 parallel first requests for one new name mint one leaf.
+    let minted = leaves_minted(&w.gw);
+    let url = w.url("h7.wild.test", "/");
+    let children: Vec<_> = (0..200)
+        .map(|_| {
+            std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args(["--proxy", &w.gw.proxy_url(), "--cacert"])
+                .arg(&new_ca)
+                .arg(&url)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("curl")
+        })
+        .collect();
+    let ok = children
+        .into_iter()
+        .filter_map(|c| c.wait_with_output().ok())
+        .filter(|o| o.stdout == b"200")
+        .count();
+    assert_eq!(ok, 200);
+    assert_eq!(leaves_minted(&w.gw), minted + 1);
+}
