@@ -206,6 +206,9 @@ pub struct AdminConfig {
 pub struct UpstreamConfig {
     /// Extra PEM trust anchors for origins.
     pub extra_roots: Vec<PathBuf>,
+    /// CRL files (PEM or DER) origins' certificates are checked against (default none:
+    /// revocation is not checked).
+    pub crls: Vec<PathBuf>,
     /// Names resolved from this file first (default `/etc/hosts`).
     pub hosts_file: Option<PathBuf>,
     /// Private destinations allowed (default none).

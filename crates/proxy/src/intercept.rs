@@ -78,7 +78,7 @@ pub async fn run(
     let up = match up {
         Ok(up) => up,
         Err(code) => {
-            t.rec.upstream_cert = seen.map(upstream_cert);
+            t.rec.upstream_cert = seen.map(|c| upstream_cert(c, &cx));
             // Serve the failure as a page from the gateway; HTTP/1.1 unless the client only speaks h2.
             let alpn = if offer == AlpnOffer::H2 {
                 Some(b"h2".to_vec())
@@ -98,7 +98,7 @@ pub async fn run(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(|c| cert_summary(c.as_ref()))
-        .map(upstream_cert);
+        .map(|c| upstream_cert(c, &cx));
     t.rec.reason = Some(reason.into());
     let mut tls = match accept_client(client, hello_bytes, &name, alpn.clone(), &cx).await {
         Ok(tls) => tls,
@@ -177,12 +177,14 @@ async fn connect_upstream(
     }
 }
 
-fn upstream_cert(s: CertSummary) -> UpstreamCert {
+fn upstream_cert(s: CertSummary, cx: &ConnCtx) -> UpstreamCert {
+    let checked = !cx.snap.config.upstream.crls.is_empty();
     UpstreamCert {
         issuer: s.issuer,
         subject: s.subject,
         not_before: s.not_before,
         not_after: s.not_after,
+        revocation: if checked { "crl" } else { "unknown" },
     }
 }
 

@@ -29,6 +29,9 @@ pub struct UpstreamCert {
     pub not_before: String,
     /// Not valid after (RFC 3339).
     pub not_after: String,
+    /// How revocation was checked: `crl` (against `upstream.crls`; an issuer without a CRL
+    /// there means unknown, accepted) or `unknown` (no CRLs configured: not checked).
+    pub revocation: &'static str,
 }
 
 /// One access-log record. Field names are a stable interface (DESIGN.md "Access log").

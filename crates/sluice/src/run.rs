@@ -210,7 +210,7 @@ fn build_snapshot(config: Config, own: &[SocketAddr]) -> Result<Snapshot, Failur
     }
     let hosts = load_hosts(config.upstream.hosts_file.as_deref())
         .map_err(|e| Failure::usage(format!("upstream.hosts_file: {e}")))?;
-    let upstream = UpstreamTls::new(&config.upstream.extra_roots)
+    let upstream = UpstreamTls::new(&config.upstream.extra_roots, &config.upstream.crls)
         .map_err(|e| Failure::usage(e.to_string()))?;
     let dialer = Dialer::new(
         hosts,

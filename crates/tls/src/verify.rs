@@ -40,6 +40,14 @@ pub enum RootsError {
         /// What was wrong.
         message: String,
     },
+    /// A CRL file could not be read or held no CRL.
+    #[error("upstream.crls: {path}: {message}")]
+    Crl {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
 }
 
 /// Which ALPN protocols to offer upstream (the intersection of the client's offer with what
@@ -89,8 +97,11 @@ pub struct UpstreamTls {
 // === impl UpstreamTls ===
 
 impl UpstreamTls {
-    /// Builds the configurations from the Mozilla roots plus `extra_roots` PEM files.
-    pub fn new(extra_roots: &[PathBuf]) -> Result<Self, RootsError> {
+    /// Builds the configurations from the Mozilla roots plus `extra_roots` PEM files, checking
+    /// revocation against the `crls` files (PEM or DER). A certificate whose issuer has no CRL
+    /// among them is accepted: revocation status unknown, the documented default (matrix
+    /// UC-08), since failing closed would break every site whose CA the admin has no CRL for.
+    pub fn new(extra_roots: &[PathBuf], crls: &[PathBuf]) -> Result<Self, RootsError> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for path in extra_roots {
@@ -102,12 +113,18 @@ impl UpstreamTls {
             }
         }
         let count = roots.len();
-        let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
-            .build()
-            .map_err(|e| RootsError::Invalid {
-                path: PathBuf::from("<roots>"),
-                message: e.to_string(),
-            })?;
+        let mut lists = Vec::new();
+        for path in crls {
+            lists.extend(read_crls(path)?);
+        }
+        let mut builder = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots));
+        if !lists.is_empty() {
+            builder = builder.with_crls(lists).allow_unknown_revocation_status();
+        }
+        let webpki = builder.build().map_err(|e| RootsError::Invalid {
+            path: PathBuf::from("<roots>"),
+            message: e.to_string(),
+        })?;
         let verifier = Arc::new(ClassifyingVerifier { inner: webpki });
         let provider = Arc::new(upstream_provider());
         let make = |offer: AlpnOffer| {
@@ -167,6 +184,31 @@ fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, RootsError> {
         });
     }
     Ok(certs)
+}
+
+/// Every CRL in a file: PEM (`X509 CRL` blocks) or one DER CRL.
+fn read_crls(
+    path: &Path,
+) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, RootsError> {
+    use rustls_pki_types::CertificateRevocationListDer as Crl;
+    let bytes = std::fs::read(path).map_err(|e| RootsError::Crl {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let invalid = |message: String| RootsError::Crl {
+        path: path.into(),
+        message,
+    };
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![Crl::from(bytes)]);
+    }
+    let crls = Crl::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    if crls.is_empty() {
+        return Err(invalid("no CRL (PEM `X509 CRL` or DER)".into()));
+    }
+    Ok(crls)
 }
 
 /// aws-lc-rs with AES-128-GCM/SHA-256 preferred for TLS 1.3: as strong in practice, and its

@@ -62,7 +62,7 @@ impl PolicyBackend for TestBackend {
             Vec::new(),
             Duration::from_secs(1),
         );
-        let upstream = UpstreamTls::new(&[]).unwrap();
+        let upstream = UpstreamTls::new(&[], &[]).unwrap();
         let inspector = sluice_proxy::inspect::Inspector::build(&config).unwrap();
         Ok(Snapshot::new(
             Arc::new(config),

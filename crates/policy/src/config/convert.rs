@@ -218,6 +218,7 @@ impl Cx<'_> {
             .collect();
         UpstreamConfig {
             extra_roots: paths(self, &u.extra_roots),
+            crls: paths(self, &u.crls),
             hosts_file,
             allow_private,
             dns_servers,

@@ -71,6 +71,7 @@ pub(crate) struct RawLog {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawUpstream {
     pub(crate) extra_roots: Option<Vec<S<String>>>,
+    pub(crate) crls: Option<Vec<S<String>>>,
     pub(crate) hosts_file: Option<S<String>>,
     pub(crate) allow_private: Option<S<RawAllowPrivate>>,
     pub(crate) dns_servers: Option<Vec<S<String>>>,

@@ -154,6 +154,32 @@ fn revocation_default_is_documented_allow_uc08() {
         curl_response_via(&gw, &o.url("revoked.test", "/"), &[]).http_code,
         200
     );
+    let rec = gw.wait_for_log(|r| r["kind"] == "connect", LOG_WAIT);
+    assert_eq!(rec["upstream_cert"]["revocation"], "unknown", "{rec}");
+}
+
+#[test]
+fn a_configured_crl_refuses_revoked_certificates_uc08() {
+    let revoked = origin("revoked.test", "revoked.test");
+    let ok = origin("ok.test", "ok.test");
+    let crl = pki().join("int.crl.pem");
+    let gw = gateway(
+        &["revoked.test", "ok.test"],
+        &[revoked.port(), ok.port()],
+        &format!("[upstream]\ncrls = [\"{}\"]\n", crl.display()),
+    );
+    let res = curl_response_via(&gw, &revoked.url("revoked.test", "/"), &[]);
+    assert_eq!(res.http_code, 502);
+    assert_eq!(res.header("x-sluice-reason"), Some("upstream_cert_revoked"));
+    assert!(revoked.requests().is_empty());
+    // Same issuer, not on its CRL.
+    let res = curl_response_via(&gw, &ok.url("ok.test", "/"), &[]);
+    assert_eq!(res.http_code, 200, "{}", res.output.stderr);
+    let rec = gw.wait_for_log(
+        |r| r["kind"] == "connect" && r["host"] == "ok.test",
+        LOG_WAIT,
+    );
+    assert_eq!(rec["upstream_cert"]["revocation"], "crl", "{rec}");
 }
 
 #[test]
