@@ -99,8 +99,13 @@ pub async fn run(
         .and_then(|c| c.first())
         .and_then(|c| cert_summary(c.as_ref()))
         .map(|c| upstream_cert(c, &cx));
+    let origin_expiry = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| sluice_tls::verify::cert_not_after(c.as_ref()));
     t.rec.reason = Some(reason.into());
-    let mut tls = match accept_client(client, hello_bytes, &name, alpn.clone(), &cx).await {
+    let accepted = accept_client(client, hello_bytes, &name, alpn.clone(), origin_expiry, &cx);
+    let mut tls = match accepted.await {
         Ok(tls) => tls,
         Err(e) => {
             if e.starts_with("mint_failed") {
@@ -201,12 +206,14 @@ fn io_tls_code(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// Finishes the client handshake with a minted leaf for `name`.
+/// Finishes the client handshake with a minted leaf for `name`, valid no longer than the
+/// origin's certificate (`origin_expiry`).
 async fn accept_client(
     client: ClientIo,
     hello: Bytes,
     name: &Host,
     alpn: Option<Vec<u8>>,
+    origin_expiry: Option<time::OffsetDateTime>,
     cx: &ConnCtx,
 ) -> Result<ClientTls, String> {
     let leaf_name = match name {
@@ -214,7 +221,7 @@ async fn accept_client(
         Host::Ip(ip) => LeafName::Ip(*ip),
     };
     let started = Instant::now();
-    let minted = cx.rt.minter.leaf(&leaf_name);
+    let minted = cx.rt.minter.leaf_until(&leaf_name, origin_expiry);
     let (leaf, hit) = minted.map_err(|e| format!("{}: {e}", e.code()))?;
     if hit {
         cx.rt.metrics.leaf_cache_hits.inc();
@@ -278,7 +285,7 @@ async fn serve_error(
     cx: &ConnCtx,
     code: &'static str,
 ) -> Result<(), String> {
-    let tls = accept_client(client, hello, name, alpn.clone(), cx).await?;
+    let tls = accept_client(client, hello, name, alpn.clone(), None, cx).await?;
     let id = cx.id;
     let detail = format!(
         "sluice could not establish a trusted connection to {name}: {}.",

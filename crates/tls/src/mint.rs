@@ -69,6 +69,9 @@ impl MintError {
 struct Minted {
     key: Arc<CertifiedKey>,
     not_after: OffsetDateTime,
+    /// notAfter came from the origin's certificate, not the leaf lifetime: renewing it early
+    /// would give the same date again.
+    capped: bool,
 }
 
 /// The CA in use and the id its leaves are cached under.
@@ -139,6 +142,17 @@ impl Minter {
 
     /// The leaf for `name`, from the cache or freshly minted. Returns whether it was a cache hit.
     pub fn leaf(&self, name: &LeafName) -> Result<(Arc<CertifiedKey>, bool), MintError> {
+        self.leaf_until(name, None)
+    }
+
+    /// [`Minter::leaf`] for an origin whose certificate expires at `cap`: the leaf never
+    /// outlives it (security matrix CK-03), so a client never trusts the gateway's leaf for
+    /// longer than it would have trusted the origin's own certificate.
+    pub fn leaf_until(
+        &self,
+        name: &LeafName,
+        cap: Option<OffsetDateTime>,
+    ) -> Result<(Arc<CertifiedKey>, bool), MintError> {
         if let Some(why) = self.unavailable.load().as_deref() {
             return Err(MintError::CaUnavailable(why.to_string()));
         }
@@ -146,14 +160,16 @@ impl Minter {
         let key = (name.clone(), signer.id.clone());
         let now = OffsetDateTime::now_utc();
         if let Some(hit) = self.cache.get(&key) {
-            if hit.not_after - RENEW_BEFORE > now {
+            let fresh = hit.not_after - RENEW_BEFORE > now || (hit.capped && hit.not_after > now);
+            let fits = cap.is_none_or(|cap| hit.not_after <= cap);
+            if fresh && fits {
                 return Ok((hit.key, true));
             }
             self.cache.remove(&key);
         }
         let minted = self
             .cache
-            .get_or_insert_with(&key, || self.mint(&signer.ca, name, now))?;
+            .get_or_insert_with(&key, || self.mint(&signer.ca, name, now, cap))?;
         Ok((minted.key, false))
     }
 
@@ -166,7 +182,13 @@ impl Minter {
         }
     }
 
-    fn mint(&self, ca: &Ca, name: &LeafName, now: OffsetDateTime) -> Result<Minted, MintError> {
+    fn mint(
+        &self,
+        ca: &Ca,
+        name: &LeafName,
+        now: OffsetDateTime,
+        cap: Option<OffsetDateTime>,
+    ) -> Result<Minted, MintError> {
         let started = Instant::now();
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
@@ -188,7 +210,9 @@ impl Minter {
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial());
         params.not_before = now - BACKDATE;
-        params.not_after = (now + LEAF_LIFETIME).min(ca.not_after());
+        let lifetime = (now + LEAF_LIFETIME).min(ca.not_after());
+        let capped = cap.is_some_and(|cap| cap < lifetime);
+        params.not_after = cap.map_or(lifetime, |cap| cap.min(lifetime));
         let cert = params.signed_by(&key, ca.issuer())?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&der)?;
@@ -199,6 +223,7 @@ impl Minter {
         Ok(Minted {
             key: Arc::new(certified),
             not_after: params.not_after,
+            capped,
         })
     }
 }
@@ -263,6 +288,22 @@ mod tests {
         );
         m.replace(next);
         assert!(m.leaf(&name).is_ok() && m.unavailable().is_none());
+    }
+
+    #[test]
+    fn a_leaf_never_outlives_the_origin_certificate() {
+        let m = minter();
+        let name = LeafName::Dns("soon.example.com".into());
+        let (long, _) = m.leaf(&name).unwrap();
+        let cap = OffsetDateTime::now_utc() + Duration::days(3);
+        let (short, hit) = m.leaf_until(&name, Some(cap)).unwrap();
+        assert!(!hit && !Arc::ptr_eq(&long, &short));
+        let (_, cert) = x509_parser::parse_x509_certificate(short.cert[0].as_ref()).unwrap();
+        let not_after = cert.validity().not_after.to_datetime();
+        assert!(not_after <= cap && not_after > cap - Duration::seconds(2));
+        // The capped leaf serves this origin, and an origin valid for longer, from the cache.
+        assert!(m.leaf_until(&name, Some(cap)).unwrap().1);
+        assert!(m.leaf(&name).unwrap().1);
     }
 
     #[test]

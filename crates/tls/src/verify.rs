@@ -339,6 +339,12 @@ fn classify(
     ))))
 }
 
+/// A certificate's notAfter.
+pub fn cert_not_after(der: &[u8]) -> Option<time::OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.to_datetime())
+}
+
 /// The classified failure inside an upstream handshake error, if it is one.
 pub fn cert_failure(err: &rustls::Error) -> Option<&CertFailure> {
     match err {

@@ -369,3 +369,44 @@ fn access_log_lines_are_json_objects() {
         assert!(v.is_object());
     }
 }
+
+#[test]
+fn a_minted_leaf_never_outlives_the_origin_certificate_ck03() {
+    let w = World::new(&["origin.test"], "");
+    let target = format!("origin.test:{}", w.origin.port());
+    let leaf = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let tunnel = sluice_test_support::connect_tunnel(w.gw.proxy_addr(), &target).await;
+            let tls = sluice_test_support::tls_over_tunnel(
+                tunnel,
+                Some("origin.test"),
+                w.gw.ca_pem_path(),
+                &["http/1.1"],
+            )
+            .await
+            .unwrap();
+            tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+        });
+    let not_after = |der: &[u8]| {
+        x509_parser::parse_x509_certificate(der)
+            .unwrap()
+            .1
+            .validity()
+            .not_after
+            .timestamp()
+    };
+    // The test origin's certificate expires in 30 days, before the leaf lifetime would end.
+    let origin = not_after(w.leaf.cert_der.as_ref());
+    let minted = not_after(&leaf);
+    assert!(
+        minted <= origin,
+        "leaf {minted} outlives the origin {origin}"
+    );
+    assert!(
+        origin - minted < 120,
+        "clamped to the origin, not far below it"
+    );
+}
