@@ -160,6 +160,28 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// The router for plain HTTP on a non-loopback admin listener: only the public routes
+/// (devices fetch the PAC file and the CA certificate before they trust anything), every other
+/// request is refused with `403` and a pointer to HTTPS, so a token never crosses the network
+/// in the clear (security matrix AD-01).
+pub fn public_only(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(refuse_private_over_http))
+}
+
+async fn refuse_private_over_http(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if auth::is_public(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        "this admin listener is not on loopback: use https:// (the certificate is signed by the sluice CA, /ca.pem)\n",
+    )
+        .into_response()
+}
+
 /// `GET /ready`: 200 `ready` when everything works, else `degraded` with what is wrong.
 /// Without a usable CA, decryption fails closed: 503. While the access log cannot be written
 /// and `log.fail = "closed"`, requests are refused: 503; with `"open"` unrecorded traffic is

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin_tls;
 mod cli;
 mod load;
 mod pinning;

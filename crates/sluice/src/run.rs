@@ -110,19 +110,29 @@ async fn serve(
     });
     let router = admin_router(&rt, &reloader, &proxy_addrs, admin_addr)?;
     let mut admin_stop = stop_rx.clone();
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = admin_stop.changed().await;
-        };
-        // Connect info: the admin guard rate-limits failed token attempts per client address.
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(admin, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "admin listener failed");
-        }
-    });
+    if !admin_addr.ip().is_loopback() {
+        tracing::warn!(%admin_addr, "admin listener is not on loopback: API and UI over HTTPS only (certificate from the sluice CA)");
+        tokio::spawn(crate::admin_tls::serve(
+            admin,
+            router,
+            rt.clone(),
+            stop_rx.clone(),
+        ));
+    } else {
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = admin_stop.changed().await;
+            };
+            // Connect info: the admin guard rate-limits failed token attempts per client address.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(admin, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
     let ca_path = ca.cert_path().display().to_string();
     eprintln!(
         "sluice ready proxy={} admin={admin_addr} ca={ca_path}",

@@ -379,3 +379,46 @@ fn ca_rotation_takes_effect_at_once_and_destroys_the_old_key_ck05() {
     assert_eq!(ok, 200);
     assert_eq!(leaves_minted(&w.gw), minted + 1);
 }
+
+#[test]
+fn off_loopback_the_admin_api_is_https_only_ad01() {
+    // Off loopback an administrator-chosen token is required (no generated default).
+    let secret = "an-admin-token-of-some-length";
+    let cfg = GatewayConfig::new()
+        .set("admin.listen", "0.0.0.0:0")
+        .set("admin.token_file", "admin-token")
+        .file("admin-token", secret);
+    let gw = TestGateway::start(BIN, cfg);
+    let port = gw.admin_addr().port();
+    let auth = format!("Authorization: Bearer {secret}");
+    let ca = gw.ca_pem_path().to_str().unwrap().to_owned();
+    // Plain HTTP: the public routes only, never the API (the token would travel in clear).
+    let plain = curl_response(&["-H", &auth, &format!("http://127.0.0.1:{port}/api/config")]);
+    assert_eq!(plain.http_code, 403);
+    assert!(plain.body_str().contains("https"), "{}", plain.body_str());
+    let pem = curl_response(&[&format!("http://127.0.0.1:{port}/ca.pem")]);
+    assert_eq!(pem.http_code, 200);
+    assert!(pem.body_str().contains("BEGIN CERTIFICATE"));
+    // HTTPS with a certificate from the sluice CA, by address or by name.
+    for url in [
+        format!("https://127.0.0.1:{port}/api/config"),
+        format!("https://localhost:{port}/api/config"),
+    ] {
+        let r = curl_response(&[
+            "--cacert",
+            &ca,
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            "-H",
+            &auth,
+            &url,
+        ]);
+        assert_eq!(r.http_code, 200, "{url}: {}", r.output.stderr);
+    }
+    let r = curl_response(&[
+        "--cacert",
+        &ca,
+        &format!("https://127.0.0.1:{port}/api/config"),
+    ]);
+    assert_eq!(r.http_code, 401, "still needs the token over TLS");
+}
