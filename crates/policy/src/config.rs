@@ -251,6 +251,8 @@ pub enum FailMode {
 pub struct InspectConfig {
     /// ICAP service URL (`icap://host:port/service`), if any.
     pub icap: Option<String>,
+    /// How long one ICAP exchange may take before it counts as a scan failure (default 15 s).
+    pub icap_timeout: Duration,
     /// A body that cannot be scanned (ICAP down, timeout): `closed` (default) blocks it.
     pub fail: FailMode,
     /// Bodies up to this size are held and scanned before the client gets a byte (16 MiB).

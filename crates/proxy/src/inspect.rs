@@ -160,7 +160,7 @@ impl Inspector {
         }
         let icap = match &config.inspect.icap {
             None => None,
-            Some(url) => match IcapClient::new(url, Duration::from_secs(15)) {
+            Some(url) => match IcapClient::new(url, config.inspect.icap_timeout) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     errors.push(format!("inspect.icap: {e}"));

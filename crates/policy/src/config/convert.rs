@@ -291,6 +291,11 @@ impl Cx<'_> {
         let oversize = [("allow", FailMode::Open), ("block", FailMode::Closed)];
         InspectConfig {
             icap,
+            icap_timeout: self.duration(
+                "inspect.icap_timeout",
+                &i.icap_timeout,
+                Duration::from_secs(15),
+            ),
             fail: self.choice("inspect.fail", &i.fail, &modes, FailMode::Closed),
             max_scan_size: self.size("inspect.max_scan_size", &i.max_scan_size, 16 << 20),
             oversize: self.choice("inspect.oversize", &i.oversize, &oversize, FailMode::Open),

@@ -167,6 +167,7 @@ pub(crate) struct RawDetailedEntry {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawInspect {
     pub(crate) icap: Option<S<String>>,
+    pub(crate) icap_timeout: Option<S<String>>,
     pub(crate) fail: Option<S<String>>,
     pub(crate) max_scan_size: Option<S<String>>,
     pub(crate) oversize: Option<S<String>>,

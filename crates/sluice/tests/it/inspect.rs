@@ -292,6 +292,50 @@ fn icap_antivirus_blocks_eicar_both_ways_and_fails_closed() {
     assert_eq!(rec["inspection"], "error:icap_unreachable", "{rec}");
 }
 
+#[test]
+fn a_stalled_scanner_fails_closed_within_its_timeout_ft06() {
+    // An ICAP server that accepts and never answers.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("icap://{}/avscan", stalled.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = stalled.accept() {
+            conns.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pki = sluice_test_support::TestPki::new(dir.path());
+    let good = TestOrigin::builder()
+        .tls(&pki.leaf(&["good.test"], LeafOpts::default()))
+        .name("good.test")
+        .start_blocking();
+    let cfg = sluice_test_support::GatewayConfig::for_pki(&pki)
+        .hosts(&["good.test"])
+        .connect_ports(&[good.port()])
+        .extra_toml(&format!(
+            "[inspect]\nicap = \"{url}\"\nicap_timeout = \"1s\"\n"
+        ));
+    let gw = sluice_test_support::TestGateway::start(crate::BIN, cfg);
+    let started = std::time::Instant::now();
+    let res = curl_response_via(&gw, &good.url("good.test", "/bytes/100"), &[]);
+    assert_eq!(res.http_code, 403, "fails closed by default");
+    assert_eq!(res.header("x-sluice-reason"), Some("blocked:scan_failed"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "bounded by inspect.icap_timeout, took {:?}",
+        started.elapsed()
+    );
+    let rec = gw.wait_for_log(|r| r["kind"] == "request", LOG_WAIT);
+    assert!(
+        rec["inspection"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("error:"),
+        "{rec}"
+    );
+    drop(held);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
