@@ -91,9 +91,8 @@ pub async fn run(
     };
     let (_, conn) = up.get_ref();
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
-    t.rec.tls_version = conn
-        .protocol_version()
-        .map(|v| format!("{v:?}").replace('_', "."));
+    t.rec.tls_version = conn.protocol_version().map(version_name);
+    t.rec.tls_cipher = conn.negotiated_cipher_suite().map(suite_name);
     t.rec.upstream_cert = conn
         .peer_certificates()
         .and_then(|c| c.first())
@@ -117,6 +116,9 @@ pub async fn run(
             return finish(&cx, t, &counters, Some("decrypt"), reason, Some(e));
         }
     };
+    let (_, server) = tls.get_ref();
+    t.rec.client_tls_version = server.protocol_version().map(version_name);
+    t.rec.client_tls_cipher = server.negotiated_cipher_suite().map(suite_name);
     let quiet = cx.snap.config.pinning.quiet_window;
     let first = match tokio::time::timeout(quiet, first_data(&mut tls)).await {
         Ok(Some(bytes)) => {
@@ -180,6 +182,18 @@ async fn connect_upstream(
         }
         Err(_) => Err("upstream_tls_timeout"),
     }
+}
+
+/// `TLSv1.3`, `TLSv1.2`.
+fn version_name(v: rustls::ProtocolVersion) -> String {
+    format!("{v:?}").replace('_', ".")
+}
+
+/// The IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
+fn suite_name(s: rustls::SupportedCipherSuite) -> String {
+    s.suite()
+        .as_str()
+        .map_or_else(|| format!("{:?}", s.suite()), str::to_owned)
 }
 
 fn upstream_cert(s: CertSummary, cx: &ConnCtx) -> UpstreamCert {

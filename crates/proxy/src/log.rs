@@ -88,6 +88,15 @@ pub struct AccessRecord {
     pub ja4: Option<String>,
     /// TLS version of the upstream (decrypt) or the client's highest offer (bypass).
     pub tls_version: Option<String>,
+    /// Cipher suite negotiated with the upstream (decrypted connections).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
+    /// TLS version negotiated with the client (decrypted connections).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_tls_version: Option<String>,
+    /// Cipher suite negotiated with the client (decrypted connections).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_tls_cipher: Option<String>,
     /// Upstream certificate.
     pub upstream_cert: Option<UpstreamCert>,
     /// Content inspection: `clean`, `blocked:<what> <rule or signature>`, `skipped:<why>`,

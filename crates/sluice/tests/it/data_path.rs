@@ -54,6 +54,20 @@ fn decrypts_with_the_gateway_ca_and_logs_the_decision() {
         "{conn}"
     );
     assert!(conn["bytes_down"].as_u64().unwrap() > 0);
+    // Both TLS legs and where the bytes went (security matrix DL-01).
+    assert_eq!(conn["tls_version"], "TLSv1.3", "{conn}");
+    assert_eq!(conn["client_tls_version"], "TLSv1.3", "{conn}");
+    for leg in ["tls_cipher", "client_tls_cipher"] {
+        assert!(
+            conn[leg].as_str().is_some_and(|c| c.starts_with("TLS13_")),
+            "{leg}: {conn}"
+        );
+    }
+    assert_eq!(
+        conn["dest"],
+        format!("127.0.0.1:{}", w.origin.port()),
+        "{conn}"
+    );
     let req = w.gw.wait_for_log(
         |r| r["kind"] == "request" && r["host"] == "origin.test",
         LOG_WAIT,
