@@ -153,8 +153,12 @@ fn wait_lines(path: &Path, n: usize) {
 
 /// The `/metrics` text.
 fn metrics_text(w: &World) -> String {
-    let auth = format!("Authorization: Bearer {}", token(&w.gw));
-    let r = admin(&w.gw, "/metrics", &["-H", &auth]);
+    gw_metrics_text(&w.gw)
+}
+
+fn gw_metrics_text(gw: &sluice_test_support::TestGateway) -> String {
+    let auth = format!("Authorization: Bearer {}", token(gw));
+    let r = admin(gw, "/metrics", &["-H", &auth]);
     assert_eq!(r.http_code, 200, "{}", r.body_str());
     r.body_str()
 }
@@ -171,9 +175,13 @@ fn sample(text: &str, name: &str) -> u64 {
 /// The log counters once every record handed to the writer was written or dropped and no
 /// connection is open: (emitted, written, dropped).
 fn settled(w: &World) -> (u64, u64, u64) {
+    settled_gw(&w.gw)
+}
+
+fn settled_gw(gw: &sluice_test_support::TestGateway) -> (u64, u64, u64) {
     let started = Instant::now();
     loop {
-        let text = metrics_text(w);
+        let text = gw_metrics_text(gw);
         let emitted = sample(&text, "sluice_log_events_emitted_total");
         let written = sample(&text, "sluice_log_events_written_total");
         let dropped = sample(&text, "sluice_log_events_dropped_total");
@@ -434,4 +442,179 @@ fn dl03_fail_closed_refuses_new_requests_until_the_log_is_writable() {
     assert!(all
         .iter()
         .any(|r| r["reason"] == "log_unavailable" && r["status"] == 503));
+}
+
+/// What one DL-01 client did, and what its record must say: (decision, reason).
+#[derive(Clone, Copy, Debug)]
+enum Mixed {
+    Bypass,
+    Decrypt,
+    Block,
+    UpstreamError,
+    ClientAbort,
+}
+
+impl Mixed {
+    fn expected(self) -> (Value, &'static str) {
+        match self {
+            Self::Bypass => ("bypass".into(), "policy"),
+            Self::Decrypt => ("decrypt".into(), "default"),
+            Self::Block => ("block".into(), "blocked:domain"),
+            Self::UpstreamError => ("block".into(), "upstream_refused"),
+            Self::ClientAbort => (Value::Null, "client_closed_before_hello"),
+        }
+    }
+}
+
+#[test]
+fn dl01_one_complete_record_per_connection_in_a_mixed_workload() {
+    const EACH: usize = 200;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let names = ["ok.test", "exempt.test", "blocked.test", "refused.test"];
+    let dir = tempfile::tempdir().unwrap();
+    let pki = sluice_test_support::TestPki::new(dir.path());
+    let leaf = pki.leaf(&names, LeafOpts::default());
+    let origin = sluice_test_support::TestOrigin::builder()
+        .tls(&leaf)
+        .name("ok.test")
+        .start_blocking();
+    let cfg = sluice_test_support::GatewayConfig::for_pki(&pki)
+        .hosts(&names)
+        .connect_ports(&[origin.port(), closed_port])
+        .extra_toml(
+            "[[policy]]\nname = \"default\"\nbypass = { domains = [\"exempt.test\"] }\n\
+             block = { domains = [\"blocked.test\"] }\n",
+        );
+    let gw = sluice_test_support::TestGateway::start(crate::BIN, cfg);
+    let kinds: Vec<Mixed> = [
+        Mixed::Bypass,
+        Mixed::Decrypt,
+        Mixed::Block,
+        Mixed::UpstreamError,
+        Mixed::ClientAbort,
+    ]
+    .iter()
+    .flat_map(|k| std::iter::repeat_n(*k, EACH))
+    .collect();
+    let proxy = gw.proxy_addr();
+    let port = origin.port();
+    let root = pki.root_pem_path().to_path_buf();
+    let ca = gw.ca_pem_path().to_path_buf();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let done = rt.block_on(async move {
+        let permits = Arc::new(tokio::sync::Semaphore::new(32));
+        let mut tasks = Vec::new();
+        for kind in kinds {
+            let permit = permits.clone().acquire_owned().await.unwrap();
+            let (root, ca) = (root.clone(), ca.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                use sluice_test_support::clients::{http_get, tls_over_tunnel, try_connect_tunnel};
+                let ok = match kind {
+                    Mixed::Bypass | Mixed::Decrypt => {
+                        let (host, trust) = match kind {
+                            Mixed::Bypass => ("exempt.test", &root),
+                            _ => ("ok.test", &ca),
+                        };
+                        let target = format!("{host}:{port}");
+                        let (reply, s) = try_connect_tunnel(proxy, &target, &[]).await.unwrap();
+                        assert_eq!(reply.status, 200);
+                        let tls = tls_over_tunnel(s, Some(host), trust, &["http/1.1"])
+                            .await
+                            .unwrap();
+                        http_get(tls, host, "/").await.unwrap().status == 200
+                    }
+                    Mixed::Block => {
+                        let target = format!("blocked.test:{port}");
+                        try_connect_tunnel(proxy, &target, &[])
+                            .await
+                            .unwrap()
+                            .0
+                            .status
+                            == 403
+                    }
+                    Mixed::UpstreamError => {
+                        let target = format!("refused.test:{closed_port}");
+                        try_connect_tunnel(proxy, &target, &[])
+                            .await
+                            .unwrap()
+                            .0
+                            .status
+                            == 502
+                    }
+                    Mixed::ClientAbort => {
+                        let target = format!("ok.test:{port}");
+                        let (reply, s) = try_connect_tunnel(proxy, &target, &[]).await.unwrap();
+                        drop(s);
+                        reply.status == 200
+                    }
+                };
+                (kind, ok)
+            }));
+        }
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.unwrap());
+        }
+        done
+    });
+    let failed: Vec<_> = done.iter().filter(|(_, ok)| !ok).collect();
+    assert!(failed.is_empty(), "client-side failures: {failed:?}");
+
+    let (emitted, written, dropped) = settled_gw(&gw);
+    assert_eq!(dropped, 0);
+    let records = gw.access_log();
+    assert_eq!(
+        records.len() as u64,
+        written,
+        "every written record is in the log"
+    );
+    assert_eq!(emitted, written);
+    let connects: Vec<&Value> = records.iter().filter(|r| r["kind"] == "connect").collect();
+    assert_eq!(
+        connects.len(),
+        5 * EACH,
+        "exactly one connect record per connection"
+    );
+    let mut ids: Vec<u64> = connects
+        .iter()
+        .map(|r| r["conn_id"].as_u64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 5 * EACH, "conn_id unique");
+    for kind in [
+        Mixed::Bypass,
+        Mixed::Decrypt,
+        Mixed::Block,
+        Mixed::UpstreamError,
+        Mixed::ClientAbort,
+    ] {
+        let (decision, reason) = kind.expected();
+        let n = connects
+            .iter()
+            .filter(|r| r["decision"] == decision && r["reason"] == reason)
+            .count();
+        assert_eq!(n, EACH, "{kind:?}: records with {decision} {reason}");
+    }
+    for r in &connects {
+        assert!(r["host"].is_string() && r["port"].is_u64(), "{r}");
+        assert!(r["duration_ms"].is_u64() && r["bytes_up"].is_u64(), "{r}");
+        if r["decision"] == "decrypt" {
+            assert!(r["dest"].is_string() && r["sni"].is_string(), "{r}");
+            assert!(r["client_tls_version"].is_string(), "{r}");
+            assert!(r["upstream_cert"].is_object(), "{r}");
+        }
+        if r["decision"] == "bypass" {
+            assert!(r["dest"].is_string() && r["sni"] == "exempt.test", "{r}");
+        }
+    }
+    let requests = records.iter().filter(|r| r["kind"] == "request").count();
+    assert_eq!(requests, EACH, "one request record per decrypted request");
 }
