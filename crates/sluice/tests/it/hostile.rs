@@ -118,9 +118,9 @@ fn non_tls_bytes_in_a_tunnel_never_reach_the_origin() {
         LOG_WAIT,
     );
     assert_eq!(rec["decision"], "block");
-    assert_eq!(
-        w.origin.connections(),
-        1,
+    // At most the gateway's own TCP connect (the origin may not have accepted it yet).
+    assert!(
+        w.origin.connections() <= 1,
         "only the gateway's TCP connect, never a request"
     );
     assert!(w.origin.requests().is_empty());
