@@ -126,6 +126,8 @@ async fn serve_h2(stream: TcpStream, cx: Arc<ConnCtx>, counters: Arc<Counters>) 
         .timer(TokioTimer::new())
         .max_concurrent_streams(100)
         .max_header_list_size(64 * 1024)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(Some(256))
         .keep_alive_interval(Some(cx.snap.config.proxy.timeouts.idle / 2))
         .keep_alive_timeout(cx.snap.config.proxy.timeouts.header);
     let svc_cx = cx.clone();

@@ -184,6 +184,20 @@ async fn connect_upstream(
     }
 }
 
+/// HTTP/2 towards a decrypted client, with explicit budgets (security matrix RL-06): streams
+/// per connection, header list size, and how many streams a client may have reset before
+/// it is cut off (Rapid Reset, CVE-2023-44487; hyper answers with GOAWAY).
+fn h2_server() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(250)
+        .max_header_list_size(64 * 1024)
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(Some(256));
+    builder
+}
+
 /// `TLSv1.3`, `TLSv1.2`.
 fn version_name(v: rustls::ProtocolVersion) -> String {
     format!("{v:?}").replace('_', ".")
@@ -311,9 +325,7 @@ async fn serve_error(
     });
     let io = TokioIo::new(tls);
     let r = if alpn.is_some() {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, service)
-            .await
+        h2_server().serve_connection(io, service).await
     } else {
         hyper::server::conn::http1::Builder::new()
             .keep_alive(false)
@@ -371,9 +383,7 @@ async fn serve_decrypted(
     });
     let io = TokioIo::new(tls);
     let r = if h2 {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, service)
-            .await
+        h2_server().serve_connection(io, service).await
     } else {
         // The head deadline also bounds how long an idle keep-alive connection is kept.
         hyper::server::conn::http1::Builder::new()
