@@ -92,6 +92,11 @@ struct LoadArgs {
     /// Runtime worker threads (default: the CPUs this process may run on).
     #[arg(long)]
     threads: Option<usize>,
+    /// Requests per second over all workers (`newconn` and `keepalive`), each worker starting
+    /// its requests on a fixed schedule: an open-loop stream whose latency shows what other
+    /// load does to it, rather than a closed loop that takes whatever CPU is left.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Print one JSON object instead of the summary line.
     #[arg(long)]
     json: bool,
@@ -206,6 +211,10 @@ async fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
         absolute: url.clone(),
         host_header: HeaderValue::from_str(authority.as_str()).context("Host header")?,
         errors_printed: AtomicU64::new(0),
+        pace: args
+            .rate
+            .filter(|r| *r > 0.0)
+            .map(|r| Duration::from_secs_f64(args.concurrency.max(1) as f64 / r)),
     })
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Plan {
     pub(crate) host_header: HeaderValue,
     /// Errors printed so far (only the first few are, so a broken run does not flood stderr).
     pub(crate) errors_printed: AtomicU64,
+    /// Each worker's interval between request starts (`--rate`), if paced.
+    pub(crate) pace: Option<std::time::Duration>,
 }
 
 type H1Sender = http1::SendRequest<Empty<Bytes>>;
@@ -198,7 +200,11 @@ impl Plan {
 async fn keepalive_worker(plan: Arc<Plan>) -> Stats {
     let mut stats = Stats::new();
     let mut conn: Option<H1Sender> = None;
+    let mut ticks = schedule(&plan);
     while plan.budget.take() {
+        if let Some(t) = ticks.as_mut() {
+            t.tick().await;
+        }
         let sender = match conn.as_mut() {
             Some(s) if !s.is_closed() => s,
             _ => match plan.open_h1().await {
@@ -221,10 +227,23 @@ async fn keepalive_worker(plan: Arc<Plan>) -> Stats {
     stats
 }
 
+/// The schedule of a paced worker: ticks at `pace`, late ticks delayed rather than bunched.
+fn schedule(plan: &Plan) -> Option<tokio::time::Interval> {
+    plan.pace.map(|pace| {
+        let mut ticks = tokio::time::interval(pace);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    })
+}
+
 /// A fresh connection for every request.
 async fn newconn_worker(plan: Arc<Plan>) -> Stats {
     let mut stats = Stats::new();
+    let mut ticks = schedule(&plan);
     while plan.budget.take() {
+        if let Some(t) = ticks.as_mut() {
+            t.tick().await;
+        }
         let start = Instant::now();
         let result = async {
             let mut sender = plan.open_h1().await?;
