@@ -52,12 +52,15 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether the client opened with the HTTP/2 preface. Reads nothing: it peeks only until the
 /// first bytes rule one protocol out (HTTP/1.1 methods never start with `PR`). `None` when the
-/// client sent nothing within the head deadline.
+/// client sent nothing (or only `P`) within the head deadline.
 async fn speaks_h2(stream: &TcpStream, deadline: std::time::Duration) -> Option<bool> {
     let peek = async {
         let mut buf = [0u8; 24];
         loop {
-            let n = stream.peek(&mut buf).await.ok()?;
+            // A reset or error: the HTTP/1.1 path reads it again and logs it as such.
+            let Ok(n) = stream.peek(&mut buf).await else {
+                return Some(false);
+            };
             if n == 0 {
                 return Some(false);
             }
