@@ -598,7 +598,9 @@ pub fn parse_expiry(s: &str) -> Option<i64> {
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.get(..2)?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    // Years outside 1970..=9999 are typos, and far-out ones would overflow the arithmetic
+    // (found by the `config` fuzz target).
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
     Some(days_from_civil(y, m, d) * 86_400 + 86_399)

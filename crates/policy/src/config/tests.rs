@@ -113,6 +113,13 @@ fn sizes_and_dates() {
     assert_eq!(parse_expiry("1970-01-01"), Some(86_399));
     assert_eq!(parse_expiry("2024-03-01"), Some(1_709_337_599));
     assert_eq!(parse_expiry("2024-13-01"), None);
+    // Found by the `config` fuzz target: a huge year overflowed the day arithmetic.
+    assert_eq!(
+        parse_expiry("0000000000000000003696222810255917069-06-30"),
+        None
+    );
+    assert_eq!(parse_expiry("10000-01-01"), None);
+    assert_eq!(parse_expiry("9999-12-31"), Some(253_402_300_799));
 }
 
 #[test]
