@@ -38,12 +38,14 @@ pub fn connect_target(uri: &Uri) -> Result<(Host, u16), &'static str> {
     if auth.as_str().contains('@') {
         return Err("CONNECT target must not carry userinfo");
     }
-    let port = auth.port_u16().ok_or("CONNECT target needs a port")?;
+    let (host, port) = host_and_port(auth.as_str()).ok_or("CONNECT target must be host:port")?;
+    let port = port
+        .and_then(port_number)
+        .ok_or("CONNECT target needs a port")?;
     if port == 0 {
         return Err("port 0 is not a valid destination");
     }
-    let host =
-        Host::parse(auth.host()).map_err(|_| "CONNECT host is not a valid name or address")?;
+    let host = Host::parse(host).map_err(|_| "CONNECT host is not a valid name or address")?;
     Ok((host, port))
 }
 
@@ -57,9 +59,58 @@ pub fn absolute_target(uri: &Uri) -> Result<(Host, u16), &'static str> {
         }
         None => return Err("a proxy request needs an absolute URL (http://host/path)"),
     }
-    let host = uri.host().ok_or("the URL has no host")?;
+    let auth = uri.authority().ok_or("the URL has no host")?;
+    // Userinfo is not part of the destination; like `http`, take what follows the last `@`.
+    let host_port = auth
+        .as_str()
+        .rsplit_once('@')
+        .map_or(auth.as_str(), |(_, hp)| hp);
+    let (host, port) =
+        host_and_port(host_port).ok_or("the URL's host is not a valid name or address")?;
+    // RFC 3986 §3.2.3: an empty port (`http://host:/`) is the scheme's default.
+    let port = match port {
+        None | Some("") => 80,
+        Some(text) => port_number(text).ok_or("the URL's port is not a valid port number")?,
+    };
+    // As for CONNECT: `http://host:0/` used to reach the dialer (found by the `request_head`
+    // fuzz target; fuzz/regressions/request_head/absolute-port-0).
+    if port == 0 {
+        return Err("port 0 is not a valid destination");
+    }
     let host = Host::parse(host).map_err(|_| "the URL's host is not a valid name or address")?;
-    Ok((host, uri.port_u16().unwrap_or(80)))
+    Ok((host, port))
+}
+
+/// Splits `host[:port]` as written: the host text (an IP literal keeps its brackets, as
+/// [`Host::parse`] takes it) and the port text after the `:`, if there is one. `None` when
+/// anything else follows the host.
+///
+/// Not `Authority::host()` and `port_u16()`: `http` validates an authority loosely, `host()`
+/// stops at the first `:` (or the `]`) while the port is read after the last `:`, and a port
+/// that does not parse reads as no port. So `[::1]junk:443` dialed `::1`, and
+/// `http://f:11]/` dialed `f` on the default port 80 (found by the `request_head` fuzz
+/// target; `fuzz/regressions/request_head/`): text the client wrote was silently dropped from
+/// the destination that policy checked, logs showed and the dialer used.
+fn host_and_port(host_port: &str) -> Option<(&str, Option<&str>)> {
+    let host_len = if host_port.starts_with('[') {
+        host_port.find(']')? + 1
+    } else {
+        host_port.find(':').unwrap_or(host_port.len())
+    };
+    let (host, rest) = host_port.split_at(host_len);
+    if rest.is_empty() {
+        return Some((host, None));
+    }
+    Some((host, Some(rest.strip_prefix(':')?)))
+}
+
+/// RFC 3986 §3.2.3 `port = *DIGIT` as a 16-bit number: digits only (leading zeros are
+/// allowed; a sign, spaces or trailing text are not, though `u16::from_str` takes `+443`).
+fn port_number(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 #[cfg(test)]
@@ -136,6 +187,52 @@ mod tests {
         assert_eq!(absolute("http://[::1]/"), Ok(("::1".into(), 80)));
         // Userinfo is not part of the destination (and never reaches the origin's Host).
         assert_eq!(absolute("http://u:p@ok.test/"), Ok(("ok.test".into(), 80)));
+    }
+
+    /// Text between the host and the port, or a port that is not all digits, used to vanish
+    /// from the destination (fuzz/regressions/request_head/absolute-bracket-userinfo-junk-port).
+    #[test]
+    fn junk_around_the_host_or_port_is_refused_not_dropped() {
+        assert_eq!(
+            absolute("http://[@f:11]/"),
+            Err("the URL's port is not a valid port number")
+        );
+        assert_eq!(
+            absolute("http://ok.test:443abc/"),
+            Err("the URL's port is not a valid port number")
+        );
+        assert_eq!(
+            absolute("http://ok.test:65536/"),
+            Err("the URL's port is not a valid port number")
+        );
+        assert_eq!(
+            absolute("http://ok.test:+8080/"),
+            Err("the URL's port is not a valid port number")
+        );
+        assert_eq!(
+            absolute("http://[::1]junk:8080/"),
+            Err("the URL's host is not a valid name or address")
+        );
+        assert_eq!(
+            connect("[::1]junk:443"),
+            Err("CONNECT target must be host:port")
+        );
+        assert_eq!(connect("ok.test:+443"), Err("CONNECT target needs a port"));
+        // Leading zeros are digits all the same (RFC 3986 `port = *DIGIT`).
+        assert_eq!(connect("ok.test:00443"), Ok(("ok.test".into(), 443)));
+        assert_eq!(absolute("http://ok.test:0080/"), Ok(("ok.test".into(), 80)));
+    }
+
+    /// fuzz/regressions/request_head/absolute-port-0
+    #[test]
+    fn absolute_target_refuses_port_0() {
+        for url in ["http://ok:0", "http://ok.test:0/x", "http://[::1]:000/"] {
+            assert_eq!(
+                absolute(url),
+                Err("port 0 is not a valid destination"),
+                "{url}"
+            );
+        }
     }
 
     #[test]
