@@ -219,14 +219,5 @@ fn block_page(
 }
 
 fn target(uri: &Uri) -> Result<(Host, u16), &'static str> {
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(_) => {
-            return Err("only http:// URLs can be proxied in absolute form; use CONNECT for https")
-        }
-        None => return Err("a proxy request needs an absolute URL (http://host/path)"),
-    }
-    let host = uri.host().ok_or("the URL has no host")?;
-    let host = Host::parse(host).map_err(|_| "the URL's host is not a valid name or address")?;
-    Ok((host, uri.port_u16().unwrap_or(80)))
+    crate::target::absolute_target(uri)
 }

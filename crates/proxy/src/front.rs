@@ -265,25 +265,7 @@ fn challenge(
 
 /// Authority of a CONNECT request, validated (RFC 9110 §9.3.6: host and a non-zero port).
 fn connect_target(req: &Request<Incoming>) -> Result<(Host, u16), &'static str> {
-    let uri = req.uri();
-    if uri.scheme().is_some()
-        || uri
-            .path_and_query()
-            .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
-    {
-        return Err("CONNECT target must be host:port");
-    }
-    let auth = uri.authority().ok_or("CONNECT target must be host:port")?;
-    if auth.as_str().contains('@') {
-        return Err("CONNECT target must not carry userinfo");
-    }
-    let port = auth.port_u16().ok_or("CONNECT target needs a port")?;
-    if port == 0 {
-        return Err("port 0 is not a valid destination");
-    }
-    let host =
-        Host::parse(auth.host()).map_err(|_| "CONNECT host is not a valid name or address")?;
-    Ok((host, port))
+    crate::target::connect_target(req.uri())
 }
 
 async fn connect(

@@ -4,8 +4,8 @@
 //! Flow of one connection (see docs/architecture.md): [`front`] serves HTTP/1.1 on the proxy
 //! port; a CONNECT becomes a [`tunnel`] that peeks the ClientHello and asks the policy engine;
 //! the decision leads to a [`relay`] (bypass), [`intercept`] (decrypt) or a refusal. Plain HTTP
-//! is handled per request by [`forward`]. Every connection and request ends in exactly one
-//! access-log record ([`log`]).
+//! is handled per request by [`forward`]; [`target`] is the pure step both share (request target
+//! → destination). Every connection and request ends in exactly one access-log record ([`log`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +34,7 @@ pub mod pinning;
 pub mod relay;
 pub mod resolve;
 pub mod respond;
+pub mod target;
 pub mod tunnel;
 
 use crate::log::AccessLog;
