@@ -122,6 +122,39 @@ fn sizes_and_dates() {
     assert_eq!(parse_expiry("9999-12-31"), Some(253_402_300_799));
 }
 
+/// Out-of-range years and timestamps used to overflow the date arithmetic
+/// (fuzz/regressions/config/expires-*.toml).
+#[test]
+fn expiry_is_bounded_to_four_digit_years() {
+    assert_eq!(parse_expiry("0000-01-01"), Some(-62_167_219_200 + 86_399));
+    assert_eq!(parse_expiry("9999-12-31"), Some(253_402_300_799));
+    assert_eq!(parse_expiry("10000-01-01"), None);
+    assert_eq!(parse_expiry("3696222810255917069-06-30"), None);
+    assert_eq!(parse_expiry("253402300799"), Some(253_402_300_799));
+    assert_eq!(parse_expiry("253402300800"), None);
+    assert_eq!(parse_expiry("-62167219200"), Some(-62_167_219_200));
+    assert_eq!(parse_expiry("-62167219201"), None);
+    assert_eq!(parse_expiry("9223372036854775807"), None);
+    // Rendering the extremes back to JSON stays in range.
+    for expires in ["0000-01-01", "9999-12-31", "253402300799", "-62167219200"] {
+        let toml = format!(
+            "[[policy]]\nname = \"default\"\nbypass = {{ domains = [{{ value = \"a.example\", expires = \"{expires}\" }}] }}\n"
+        );
+        let c = parse(&toml).unwrap();
+        let _ = policies_to_json(&c.policies);
+    }
+    let issues = parse(
+        "[[policy]]\nname = \"default\"\nbypass = { domains = [{ value = \"a.example\", expires = \"3696222810255917069-06-30\" }] }\n",
+    )
+    .unwrap_err();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.to_string().contains("is not a date")),
+        "{issues:?}"
+    );
+}
+
 #[test]
 fn inspect_settings_are_validated() {
     let c = parse("").unwrap();
