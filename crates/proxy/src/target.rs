@@ -60,13 +60,14 @@ pub fn absolute_target(uri: &Uri) -> Result<(Host, u16), &'static str> {
         None => return Err("a proxy request needs an absolute URL (http://host/path)"),
     }
     let auth = uri.authority().ok_or("the URL has no host")?;
-    // Userinfo is not part of the destination; like `http`, take what follows the last `@`.
-    let host_port = auth
-        .as_str()
-        .rsplit_once('@')
-        .map_or(auth.as_str(), |(_, hp)| hp);
+    // RFC 9110 §4.2.4: userinfo in an http URL is treated as an error. `http://bank.test@evil.test/`
+    // is a phishing classic, and a destination that reads differently in the log and in the
+    // dial is what a gateway must never have.
+    if auth.as_str().contains('@') {
+        return Err("the URL must not carry userinfo (user@host)");
+    }
     let (host, port) =
-        host_and_port(host_port).ok_or("the URL's host is not a valid name or address")?;
+        host_and_port(auth.as_str()).ok_or("the URL's host is not a valid name or address")?;
     // RFC 3986 §3.2.3: an empty port (`http://host:/`) is the scheme's default.
     let port = match port {
         None | Some("") => 80,
@@ -185,8 +186,15 @@ mod tests {
         );
         assert_eq!(absolute("http://ok.test:/"), Ok(("ok.test".into(), 80)));
         assert_eq!(absolute("http://[::1]/"), Ok(("::1".into(), 80)));
-        // Userinfo is not part of the destination (and never reaches the origin's Host).
-        assert_eq!(absolute("http://u:p@ok.test/"), Ok(("ok.test".into(), 80)));
+        // Userinfo is refused (RFC 9110 §4.2.4), not stripped.
+        assert_eq!(
+            absolute("http://u:p@ok.test/"),
+            Err("the URL must not carry userinfo (user@host)")
+        );
+        assert_eq!(
+            absolute("http://bank.test@evil.test/"),
+            Err("the URL must not carry userinfo (user@host)")
+        );
     }
 
     /// Text between the host and the port, or a port that is not all digits, used to vanish
@@ -195,7 +203,7 @@ mod tests {
     fn junk_around_the_host_or_port_is_refused_not_dropped() {
         assert_eq!(
             absolute("http://[@f:11]/"),
-            Err("the URL's port is not a valid port number")
+            Err("the URL must not carry userinfo (user@host)")
         );
         assert_eq!(
             absolute("http://ok.test:443abc/"),

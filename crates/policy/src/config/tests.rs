@@ -113,6 +113,11 @@ fn sizes_and_dates() {
     assert_eq!(parse_expiry("1970-01-01"), Some(86_399));
     assert_eq!(parse_expiry("2024-03-01"), Some(1_709_337_599));
     assert_eq!(parse_expiry("2024-13-01"), None);
+    assert_eq!(parse_expiry("2030-02-31"), None);
+    assert_eq!(parse_expiry("2030-04-31"), None);
+    assert_eq!(parse_expiry("2100-02-29"), None);
+    assert!(parse_expiry("2028-02-29").is_some());
+    assert!(parse_expiry("2000-02-29").is_some());
     // Found by the `config` fuzz target: a huge year overflowed the day arithmetic.
     assert_eq!(
         parse_expiry("0000000000000000003696222810255917069-06-30"),
