@@ -159,15 +159,26 @@ async fn serve_h2(stream: TcpStream, cx: Arc<ConnCtx>, counters: Arc<Counters>) 
 
 /// The record of a connection that sent no request head before the deadline.
 fn log_head_timeout(cx: &ConnCtx, counters: &Counters, error: Option<String>) {
+    log_bad_head(cx, counters, 408, "request_head_timeout", error);
+}
+
+/// The record of a request head that never became a request (malformed, too large, late).
+fn log_bad_head(
+    cx: &ConnCtx,
+    counters: &Counters,
+    status: u16,
+    reason: &str,
+    error: Option<String>,
+) {
     let (up, down) = counters.get();
     cx.rt.log.emit(AccessRecord {
         ts: timestamp(SystemTime::now()),
         conn_id: cx.id,
         client: cx.client.ip().to_string(),
         kind: "request",
-        status: Some(408),
+        status: Some(status),
         decision: Some("block"),
-        reason: Some("request_head_timeout".into()),
+        reason: Some(reason.into()),
         error,
         bytes_up: up,
         bytes_down: down,
@@ -218,7 +229,14 @@ async fn handle(
 /// new request is served unrecorded (security matrix DL-03). Requests and tunnels already
 /// under way finish. Its own record is emitted too: writing it is what retries the sink.
 fn log_unavailable(req: &Request<Incoming>, cx: &ConnCtx) -> Response<Body> {
-    let rec = AccessRecord {
+    let rec = refused_record(req, cx);
+    let detail = "The gateway cannot write its access log; requests are refused until it can.";
+    refuse(cx, rec, 503, "log_unavailable", detail)
+}
+
+/// The record of a request refused before any decision: who asked for what.
+fn refused_record(req: &Request<Incoming>, cx: &ConnCtx) -> AccessRecord {
+    AccessRecord {
         ts: timestamp(SystemTime::now()),
         conn_id: cx.id,
         client: cx.client.ip().to_string(),
@@ -230,9 +248,7 @@ fn log_unavailable(req: &Request<Incoming>, cx: &ConnCtx) -> Response<Body> {
         method: Some(req.method().to_string()),
         url: Some(req.uri().to_string()),
         ..Default::default()
-    };
-    let detail = "The gateway cannot write its access log; requests are refused until it can.";
-    refuse(cx, rec, 503, "log_unavailable", detail)
+    }
 }
 
 /// `407` with a `Proxy-Authenticate` challenge.
@@ -242,19 +258,7 @@ fn challenge(
     auth: &crate::auth::Auth,
     e: crate::auth::AuthError,
 ) -> Response<Body> {
-    let rec = AccessRecord {
-        ts: timestamp(SystemTime::now()),
-        conn_id: cx.id,
-        client: cx.client.ip().to_string(),
-        kind: if req.method() == Method::CONNECT {
-            "connect"
-        } else {
-            "request"
-        },
-        method: Some(req.method().to_string()),
-        url: Some(req.uri().to_string()),
-        ..Default::default()
-    };
+    let rec = refused_record(req, cx);
     let detail = "This proxy requires a user name and password.";
     let mut resp = refuse(cx, rec, 407, e.code(), detail);
     if let Ok(v) = HeaderValue::from_str(&auth.challenge()) {
@@ -402,21 +406,7 @@ fn log_parse_error(cx: &ConnCtx, counters: &Counters, e: &hyper::Error) -> bool 
     } else {
         (400, "bad_request")
     };
-    let (up, down) = counters.get();
-    cx.rt.log.emit(AccessRecord {
-        ts: timestamp(SystemTime::now()),
-        conn_id: cx.id,
-        client: cx.client.ip().to_string(),
-        kind: "request",
-        status: Some(status),
-        decision: Some("block"),
-        reason: Some(reason.into()),
-        error: Some(e.to_string()),
-        bytes_up: up,
-        bytes_down: down,
-        duration_ms: cx.started.elapsed().as_millis() as u64,
-        ..Default::default()
-    });
+    log_bad_head(cx, counters, status, reason, Some(e.to_string()));
     true
 }
 

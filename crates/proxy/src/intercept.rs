@@ -93,15 +93,12 @@ pub async fn run(
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     t.rec.tls_version = conn.protocol_version().map(version_name);
     t.rec.tls_cipher = conn.negotiated_cipher_suite().map(suite_name);
-    t.rec.upstream_cert = conn
+    let summary = conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|c| cert_summary(c.as_ref()))
-        .map(|c| upstream_cert(c, &cx));
-    let origin_expiry = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| sluice_tls::verify::cert_not_after(c.as_ref()));
+        .and_then(|c| cert_summary(c.as_ref()));
+    let origin_expiry = summary.as_ref().map(|s| s.expires);
+    t.rec.upstream_cert = summary.map(|c| upstream_cert(c, &cx));
     t.rec.reason = Some(reason.into());
     let accepted = accept_client(client, hello_bytes, &name, alpn.clone(), origin_expiry, &cx);
     let mut tls = match accepted.await {

@@ -339,12 +339,6 @@ fn classify(
     ))))
 }
 
-/// A certificate's notAfter.
-pub fn cert_not_after(der: &[u8]) -> Option<time::OffsetDateTime> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(cert.validity().not_after.to_datetime())
-}
-
 /// The classified failure inside an upstream handshake error, if it is one.
 pub fn cert_failure(err: &rustls::Error) -> Option<&CertFailure> {
     match err {
@@ -427,7 +421,7 @@ pub fn describe(code: &str) -> &'static str {
 }
 
 /// Issuer, subject and validity of a certificate, for the access log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertSummary {
     /// Issuer DN.
     pub issuer: String,
@@ -437,6 +431,8 @@ pub struct CertSummary {
     pub not_before: String,
     /// Not after, RFC 3339.
     pub not_after: String,
+    /// Not after, as a time (what a minted leaf must not outlive).
+    pub expires: time::OffsetDateTime,
 }
 
 /// Summarises a DER certificate (None if it does not parse).
@@ -452,6 +448,7 @@ pub fn cert_summary(der: &[u8]) -> Option<CertSummary> {
         subject: cert.subject().to_string(),
         not_before: fmt(cert.validity().not_before),
         not_after: fmt(cert.validity().not_after),
+        expires: cert.validity().not_after.to_datetime(),
     })
 }
 
