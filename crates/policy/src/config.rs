@@ -235,6 +235,10 @@ pub struct PinningConfig {
     pub learned_ttl: Duration,
     /// Scope of a learned bypass (default fingerprint).
     pub scope: LearnScope,
+    /// How long observations are kept (default 30 days).
+    pub retention: Duration,
+    /// Most observations kept; the oldest beyond are pruned (default 100,000).
+    pub max_observations: u64,
 }
 
 /// What happens when a body cannot be scanned, or is too big to hold.

@@ -134,12 +134,31 @@ const BATCH_MAX: u64 = 1024;
 /// How many recent records the admin API can show.
 pub const RECENT: usize = 2000;
 
+/// Memory the recent records may take (their JSON size, which is what the API returns): a
+/// client sending long URLs cannot make the gateway hold, or the API return, more than this
+/// (issue 12 item 8). The access log itself keeps every record whole.
+pub const RECENT_BYTES: usize = 4 << 20;
+
+/// Longest URL (and other client-chosen text) kept in a recent record; longer ones end in
+/// [`TRUNCATED`].
+pub const RECENT_FIELD_MAX: usize = 2048;
+
+/// What a shortened field ends with.
+pub const TRUNCATED: &str = "…[truncated]";
+
+/// The recent-records ring: records with their JSON size, bounded by count and bytes.
+#[derive(Default)]
+struct Recent {
+    records: VecDeque<(AccessRecord, usize)>,
+    bytes: usize,
+}
+
 /// Where records go.
 #[derive(Clone)]
 pub struct AccessLog {
     tx: SyncSender<AccessRecord>,
     counts: Arc<Counts>,
-    recent: Arc<Mutex<VecDeque<AccessRecord>>>,
+    recent: Arc<Mutex<Recent>>,
     metrics: Arc<Metrics>,
     reopen: Arc<AtomicBool>,
 }
@@ -164,7 +183,7 @@ impl AccessLog {
         let (sink, seq) = Sink::open(path)?;
         let (tx, rx) = sync_channel(QUEUE);
         let counts = Arc::new(Counts::default());
-        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
+        let recent = Arc::new(Mutex::new(Recent::default()));
         let reopen = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::new());
         let writer = Writer {
@@ -201,7 +220,7 @@ impl AccessLog {
     pub fn recent(&self) -> Vec<AccessRecord> {
         self.recent
             .lock()
-            .map(|r| r.iter().cloned().collect())
+            .map(|r| r.records.iter().map(|(rec, _)| rec.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -243,7 +262,7 @@ struct Writer {
     seq: u64,
     reopen: Arc<AtomicBool>,
     counts: Arc<Counts>,
-    recent: Arc<Mutex<VecDeque<AccessRecord>>>,
+    recent: Arc<Mutex<Recent>>,
     metrics: Arc<Metrics>,
 }
 
@@ -294,7 +313,7 @@ impl Writer {
             batch.truncate(mark);
             self.drop_records(1);
         }
-        self.remember(record);
+        self.remember(record, batch.len() - mark);
         added
     }
 
@@ -326,12 +345,30 @@ impl Writer {
         self.metrics.log_events_dropped.inc_by(n);
     }
 
-    fn remember(&self, record: AccessRecord) {
-        if let Ok(mut r) = self.recent.lock() {
-            if r.len() == RECENT {
-                r.pop_front();
+    /// Keeps a copy for the admin API, shortened where a client made it long, within
+    /// [`RECENT`] records and [`RECENT_BYTES`].
+    fn remember(&self, mut record: AccessRecord, line_len: usize) {
+        let mut size = line_len;
+        for field in [
+            &mut record.url,
+            &mut record.host,
+            &mut record.user,
+            &mut record.error,
+        ] {
+            if let Some(text) = field.as_mut() {
+                size = size.saturating_sub(shorten(text, RECENT_FIELD_MAX));
             }
-            r.push_back(record);
+        }
+        if let Ok(mut r) = self.recent.lock() {
+            while r.records.len() >= RECENT
+                || !r.records.is_empty() && r.bytes + size > RECENT_BYTES
+            {
+                if let Some((_, n)) = r.records.pop_front() {
+                    r.bytes -= n;
+                }
+            }
+            r.bytes += size;
+            r.records.push_back((record, size));
         }
     }
 
@@ -340,6 +377,22 @@ impl Writer {
             tracing::error!(error = %e, "reopening the access log failed; still writing to the old file");
         }
     }
+}
+
+/// Cuts `text` to at most `max` bytes (at a character boundary) plus [`TRUNCATED`]; returns
+/// by how many bytes it shrank (never grows it).
+fn shorten(text: &mut String, max: usize) -> usize {
+    if text.len() <= max + TRUNCATED.len() {
+        return 0;
+    }
+    let before = text.len();
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(TRUNCATED);
+    before - text.len()
 }
 
 /// RFC 3339 UTC timestamp with milliseconds.

@@ -39,6 +39,9 @@ pub struct Pinning {
     pub store: Arc<Store>,
     /// Non-blocking observation writer.
     pub sink: ObservationSink,
+    /// The writer's retention bounds (`pinning.retention`, `pinning.max_observations`),
+    /// updated on reload.
+    pub retention: Arc<sluice_store::Retention>,
 }
 
 /// Recent decrypted connections that carried application data, per (client, host,

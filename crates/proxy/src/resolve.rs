@@ -212,9 +212,13 @@ impl Dialer {
     /// Refuses the gateway's own listeners always, and special-purpose ranges unless allowed.
     pub fn check(&self, addr: SocketAddr) -> Result<(), DialError> {
         let ip = canonical(addr.ip());
+        // Connecting to an unspecified address (0.0.0.0, `::`, any of 0.0.0.0/8 on some
+        // kernels) or to loopback reaches this host, so any listener of ours on that port,
+        // wildcard binds included, whatever spelling embeds it (HC-03).
+        let this_host = ip.is_loopback() || is_unspecified(ip);
         let own = self.own.iter().any(|l| {
             l.port() == addr.port()
-                && (l.ip().is_unspecified() || canonical(l.ip()) == ip || ip.is_loopback())
+                && (l.ip().is_unspecified() || canonical(l.ip()) == ip || this_host)
         });
         if own {
             return Err(DialError::Refused {
@@ -253,11 +257,54 @@ fn dns_error(name: &str, e: DnsError) -> DialError {
     }
 }
 
-/// IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry.
+/// IPv6 spellings that carry an IPv4 address are checked as the address they carry (HC-03):
+/// a destination is what it embeds, whichever form the client wrote.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// 0.0.0.0/8 ("this network", RFC 1122 §3.2.1.3) and `::`.
+fn is_unspecified(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 0,
+        IpAddr::V6(v6) => v6.is_unspecified(),
+    }
+}
+
+/// The IPv4 address an IPv6 address embeds, for every form that routes to (or is translated
+/// into) that IPv4 address:
+/// - IPv4-mapped `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2) — what a dual-stack socket connects to;
+/// - IPv4-compatible `::a.b.c.d` (RFC 4291 §2.5.5.1, deprecated but still parsed), excluding
+///   `::` and `::1`, which are IPv6's own unspecified and loopback addresses;
+/// - IPv4-translated `::ffff:0:a.b.c.d` (RFC 2765 §2.1, SIIT);
+/// - NAT64 `64:ff9b::/96` (RFC 6052 §2.1) and the local-use `64:ff9b:1::/48` (RFC 8215), whose
+///   translators put the IPv4 address in the last 32 bits (the /96 layout);
+/// - 6to4 `2002:V4ADDR::/48` (RFC 3056 §2), the IPv4 address in bits 16–47.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = ip.segments();
+    let last = Ipv4Addr::new(
+        (seg[6] >> 8) as u8,
+        seg[6] as u8,
+        (seg[7] >> 8) as u8,
+        seg[7] as u8,
+    );
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match seg {
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] => Some(last),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 1, ..] => Some(last),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        _ => None,
     }
 }
 
@@ -302,15 +349,17 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("link-local")
     } else if ip.is_multicast() {
         Some("reserved")
-    } else if seg[0] == 0x64 && seg[1] == 0xff9b {
-        // NAT64 can embed any IPv4 address, private ones included.
-        classify_v4(Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        ))
+    } else if seg[0] == 0x2001 && seg[1] == 0 {
+        // Teredo (RFC 4380 §4) tunnels to an obfuscated IPv4 address through a relay this
+        // gateway has no business using.
+        Some("reserved (Teredo)")
+    } else if (seg[0] & 0xffc0) == 0xfec0 {
+        // Deprecated site-local (RFC 3879), still routed as private by some networks.
+        Some("private (site-local)")
+    } else if seg[0] == 0x100 && seg[1..4] == [0, 0, 0] {
+        Some("reserved (discard-only, RFC 6666)")
     } else {
+        // Forms that embed an IPv4 address never get here: `classify` checks them as IPv4.
         None
     }
 }
@@ -364,6 +413,21 @@ mod tests {
             ("fd00::1", Some("private (unique local)")),
             ("fe80::1", Some("link-local")),
             ("64:ff9b::a00:1", Some("private")),
+            // HC-03: every spelling that embeds an IPv4 address is that address.
+            ("0.1.2.3", Some("unspecified")),
+            ("::ffff:0.0.0.0", Some("unspecified")),
+            ("::127.0.0.1", Some("loopback")),
+            ("::10.0.0.1", Some("private")),
+            ("::ffff:0:127.0.0.1", Some("loopback")),
+            ("64:ff9b:1::7f00:1", Some("loopback")),
+            ("2002:7f00:1::", Some("loopback")),
+            ("2002:a9fe:a9fe::1", Some("link-local (cloud metadata)")),
+            ("2002:5db8:d822::1", None),
+            (
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                Some("reserved (Teredo)"),
+            ),
+            ("::", Some("unspecified")),
             ("93.184.216.34", None),
             ("2606:4700::1111", None),
         ] {
@@ -383,6 +447,41 @@ mod tests {
         assert!(d.check("127.0.0.1:3128".parse().unwrap()).is_err());
         assert!(d.check("127.0.0.2:3128".parse().unwrap()).is_err());
         assert!(d.check("127.0.0.1:443".parse().unwrap()).is_ok());
+        // HC-03: unspecified and embedded spellings of this host reach the listener too.
+        for spelling in [
+            "0.0.0.0:3128",
+            "0.1.2.3:3128",
+            "[::]:3128",
+            "[::1]:3128",
+            "[::ffff:0.0.0.0]:3128",
+            "[::ffff:127.0.0.1]:3128",
+            "[::127.0.0.1]:3128",
+            "[::ffff:0:127.0.0.1]:3128",
+            "[64:ff9b::7f00:1]:3128",
+            "[2002:7f00:1::]:3128",
+        ] {
+            let e = d.check(spelling.parse().unwrap()).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    DialError::Refused {
+                        class: "gateway's own listener",
+                        ..
+                    }
+                ),
+                "{spelling}: {e}"
+            );
+        }
+        // A wildcard listener is reached through every address of this host.
+        let wild = Dialer::new(
+            HashMap::new(),
+            AllowPrivate::All,
+            vec!["[::]:9128".parse().unwrap()],
+            Duration::from_secs(1),
+        );
+        assert!(wild.check("0.0.0.0:9128".parse().unwrap()).is_err());
+        assert!(wild.check("10.1.2.3:9128".parse().unwrap()).is_err());
+        assert!(wild.check("10.1.2.3:443".parse().unwrap()).is_ok());
         let strict = Dialer::new(
             HashMap::new(),
             AllowPrivate::None,

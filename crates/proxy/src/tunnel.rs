@@ -64,6 +64,13 @@ pub async fn run(
     let hello = match peeked {
         Ok(Ok(hello)) => hello,
         Ok(Err(PeekError::Hello(HelloError::NotTls))) if cfg.non_tls == NonTls::Tunnel => {
+            // Not TLS, so no SNI: the CONNECT host alone is decided, and block lists apply to
+            // it as to any tunnel (HC-02). Whatever else the policy says, these bytes cannot be
+            // decrypted or inspected: the administrator chose to relay them.
+            let d = decide(&cx, &mut t, None, None);
+            if d.action == Action::Block {
+                return finish(&cx, t, &counters, Some("block"), d.reason, None);
+            }
             return bypass(
                 client,
                 buf.freeze(),
@@ -124,26 +131,11 @@ pub async fn run(
     };
     describe_hello(&mut t.rec, &hello, sni.as_ref());
     let ja4 = t.rec.ja4.clone();
-    let q = Query {
-        client: cx.client.ip(),
-        user: t.rec.user.as_deref(),
-        host: Some(&t.host),
-        sni: sni.as_ref(),
-        ja4: ja4.as_deref(),
-        now: unix_now(),
-        explain: false,
-    };
-    let exceptions = cx.rt.exceptions.load();
     // ECH (PE-12) changes nothing here on purpose: browsers send a GREASE ECH extension on
     // every connection, indistinguishable from real ECH, so its presence cannot be a signal.
     // A real ECH client behind a proxy CONNECTs to the site it wants while its SNI names the
     // provider's public name, and the SNI/CONNECT mismatch rule never bypasses that.
-    let d = cx.snap.engine.decide(&q, &exceptions);
-    t.rec.policy = Some(d.policy.to_string());
-    t.rec.app = d.app.clone();
-    t.rec.category = d.category.clone();
-    t.rec.rule = d.rule.map(|r| cx.snap.engine.describe(r));
-    t.rec.sni_mismatch = d.sni_mismatch;
+    let d = decide(&cx, &mut t, sni.as_ref(), ja4.as_deref());
     match d.action {
         Action::Block => {
             let _ = client.write_all(&alert(ACCESS_DENIED)).await;
@@ -169,6 +161,32 @@ pub async fn run(
             .await;
         }
     }
+}
+
+/// Asks the policy engine about this tunnel and notes the answer in its record.
+fn decide(
+    cx: &ConnCtx,
+    t: &mut Target,
+    sni: Option<&DomainName>,
+    ja4: Option<&str>,
+) -> sluice_policy::engine::Decision {
+    let q = Query {
+        client: cx.client.ip(),
+        user: t.rec.user.as_deref(),
+        host: Some(&t.host),
+        sni,
+        ja4,
+        now: unix_now(),
+        explain: false,
+    };
+    let exceptions = cx.rt.exceptions.load();
+    let d = cx.snap.engine.decide(&q, &exceptions);
+    t.rec.policy = Some(d.policy.to_string());
+    t.rec.app = d.app.clone();
+    t.rec.category = d.category.clone();
+    t.rec.rule = d.rule.map(|r| cx.snap.engine.describe(r));
+    t.rec.sni_mismatch = d.sni_mismatch;
+    d
 }
 
 fn describe_hello(rec: &mut AccessRecord, hello: &ClientHello, sni: Option<&DomainName>) {
@@ -208,7 +226,9 @@ async fn bypass(
         );
     }
     let mut client = client;
-    if t.rec.sni.is_some() {
+    // Every TLS bypass is guarded, with or without SNI: a first hello without one must not let
+    // a retried hello name a host of its choosing (HC-05). Non-TLS tunnels have no hello.
+    if t.rec.ja4.is_some() {
         let timeout = cx.snap.config.proxy.timeouts.handshake;
         let guard = retry_guard(
             &mut client,

@@ -90,7 +90,7 @@ async fn serve(
         .map_err(|e| Failure::runtime(format!("log.access: {e}")))?;
     let snapshot = build_snapshot(config, &own)?;
     let minter = Arc::new(Minter::new(ca.clone(), snapshot.config.ca.leaf_cache));
-    let (pinning, writer) = open_store(data_dir)?;
+    let (pinning, writer) = open_store(data_dir, &snapshot.config.pinning)?;
     let rt = Runtime::new(snapshot, minter, log, Some(pinning));
     tokio::spawn(sluice_proxy::pinning::follow(rt.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -196,16 +196,24 @@ fn admin_router(
 }
 
 /// The event store in the data dir and its observation writer.
-fn open_store(data_dir: &Path) -> Result<(Pinning, WriterHandle), Failure> {
+fn open_store(
+    data_dir: &Path,
+    pinning: &sluice_policy::config::PinningConfig,
+) -> Result<(Pinning, WriterHandle), Failure> {
     let path = data_dir.join(STORE_FILE);
     let store = Store::open(&path).map_err(|e| Failure::runtime(format!("event store: {e}")))?;
+    let retention = Arc::new(sluice_store::Retention::new(
+        pinning.retention,
+        pinning.max_observations,
+    ));
     let (sink, writer) = store
-        .writer(4096)
+        .writer_with(4096, retention.clone())
         .map_err(|e| Failure::runtime(format!("event store: {e}")))?;
     Ok((
         Pinning {
             store: Arc::new(store),
             sink,
+            retention,
         },
         writer,
     ))
@@ -266,6 +274,10 @@ impl Reloader {
             .and_then(|c| build_snapshot(c, &self.own));
         match result {
             Ok(snapshot) => {
+                if let Some(p) = &rt.pinning {
+                    let c = &snapshot.config.pinning;
+                    p.retention.set(c.retention, c.max_observations);
+                }
                 rt.snapshot.store(Arc::new(snapshot));
                 rt.metrics.reloads.get_or_create(&result_label(true)).inc();
                 tracing::warn!("configuration reloaded");

@@ -37,7 +37,7 @@
 //! arrive normalised; it only lowercases and drops a trailing dot).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -59,7 +59,9 @@ pub use model::{
 };
 pub use record::BatchOutcome;
 pub use schema::{current_version, MIGRATIONS};
-pub use writer::{Dropped, ObservationSink, WriterHandle, WriterStopped, MAX_BATCH};
+pub use writer::{
+    Dropped, ObservationSink, Retention, WriterHandle, WriterStopped, MAX_BATCH, PRUNE_EVERY,
+};
 
 use error::SqlResultExt;
 
@@ -117,8 +119,20 @@ impl Store {
 
     /// Starts the observation writer thread with a queue of `capacity` observations (at least
     /// 1), on its own connection to the same file.
+    /// It keeps every observation ([`Retention::keep_all`]); the gateway uses
+    /// [`Self::writer_with`] and its configured retention.
     pub fn writer(&self, capacity: usize) -> Result<(ObservationSink, WriterHandle), StoreError> {
-        writer::spawn(&self.path, capacity)
+        self.writer_with(capacity, Arc::new(Retention::keep_all()))
+    }
+
+    /// [`Self::writer`] with the retention bounds the writer keeps (shared: changing them
+    /// applies to the running writer).
+    pub fn writer_with(
+        &self,
+        capacity: usize,
+        retention: Arc<Retention>,
+    ) -> Result<(ObservationSink, WriterHandle), StoreError> {
+        writer::spawn(&self.path, capacity, retention)
     }
 
     /// Records `batch` synchronously in one transaction, with the same suspect and learning

@@ -219,27 +219,19 @@ fn check_record_header(header: &[u8], first: bool) -> Result<(), HelloError> {
             ));
         }
     }
-    if let Some(&major) = header.get(1) {
-        if major != 3 {
-            return Err(record_version_error(first));
-        }
-    }
-    if let Some(&minor) = header.get(2) {
-        // Only the first record's minor version tells TLS from noise; later ones are ignored
-        // as RFC 8446 §5.1 says of legacy_record_version.
-        if first && minor > 4 {
-            return Err(HelloError::NotTls);
+    // The record version never tells TLS from noise: RFC 8446 §5.1 says legacy_record_version
+    // "MUST be ignored for all purposes", and a hello with an odd one is still a hello its
+    // server may answer. Classing it as non-TLS would relay it raw under `non_tls = "tunnel"`,
+    // past the SNI decision (issue 12 item 2, HC-02): a handshake record is decided on its SNI
+    // whatever its version. Only the later records of one hello must look like TLS records.
+    if !first {
+        if let Some(&major) = header.get(1) {
+            if major != 3 {
+                return Err(HelloError::Malformed("record version"));
+            }
         }
     }
     Ok(())
-}
-
-fn record_version_error(first: bool) -> HelloError {
-    if first {
-        HelloError::NotTls
-    } else {
-        HelloError::Malformed("record version")
-    }
 }
 
 /// Walk record headers until the records hold the whole ClientHello; copies nothing.

@@ -8,8 +8,9 @@
 //! insecure mode and no fallback to weaker versions (TD-01, TD-03): rustls offers TLS 1.2 and
 //! 1.3 with AEAD suites only.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::Resumption;
 use rustls::{CertificateError, ClientConfig, RootCertStore};
@@ -92,6 +93,9 @@ impl AlpnOffer {
 pub struct UpstreamTls {
     configs: [Arc<ClientConfig>; 4],
     roots: usize,
+    /// Raw issuer names of the configured CRLs: revocation was really checked for a
+    /// certificate only when its own issuer's CRL is among them.
+    crl_issuers: HashSet<Vec<u8>>,
 }
 
 // === impl UpstreamTls ===
@@ -117,6 +121,14 @@ impl UpstreamTls {
         for path in crls {
             lists.extend(read_crls(path)?);
         }
+        let crl_issuers = lists
+            .iter()
+            .filter_map(|crl| {
+                x509_parser::parse_x509_crl(crl.as_ref())
+                    .ok()
+                    .map(|(_, crl)| crl.issuer().as_raw().to_vec())
+            })
+            .collect();
         let mut builder = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots));
         if !lists.is_empty() {
             builder = builder.with_crls(lists).allow_unknown_revocation_status();
@@ -125,7 +137,10 @@ impl UpstreamTls {
             path: PathBuf::from("<roots>"),
             message: e.to_string(),
         })?;
-        let verifier = Arc::new(ClassifyingVerifier { inner: webpki });
+        let verifier = Arc::new(ClassifyingVerifier {
+            inner: webpki,
+            known: KnownIntermediates::default(),
+        });
         let provider = Arc::new(upstream_provider());
         let make = |offer: AlpnOffer| {
             let mut config = ClientConfig::builder_with_provider(provider.clone())
@@ -146,7 +161,15 @@ impl UpstreamTls {
                 make(AlpnOffer::None),
             ],
             roots: count,
+            crl_issuers,
         })
+    }
+
+    /// Whether a CRL from the issuer of a certificate (its raw issuer name,
+    /// [`CertSummary::issuer_der`]) is configured: only then was its revocation status
+    /// actually looked up, else it is unknown (issue 12 item 12).
+    pub fn crl_covers(&self, issuer_der: &[u8]) -> bool {
+        self.crl_issuers.contains(issuer_der)
     }
 
     /// The configuration for an ALPN offer.
@@ -251,6 +274,37 @@ impl std::error::Error for CertFailure {}
 #[derive(Debug)]
 struct ClassifyingVerifier {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
+    known: KnownIntermediates,
+}
+
+/// Subjects of the intermediates seen in chains that verified: what lets "the origin did not
+/// send the intermediate" be told apart from "nobody knows this issuer" when a leaf arrives
+/// alone (as browsers that cache intermediates do). Bounded; it only ever refines a reason
+/// code, never a verdict.
+#[derive(Debug, Default)]
+struct KnownIntermediates(Mutex<HashSet<Vec<u8>>>);
+
+/// Most intermediate subjects remembered (the web has a few thousand intermediates).
+const KNOWN_INTERMEDIATES: usize = 8192;
+
+impl KnownIntermediates {
+    fn learn(&self, intermediates: &[CertificateDer<'_>]) {
+        let Ok(mut known) = self.0.lock() else {
+            return;
+        };
+        for der in intermediates {
+            if known.len() >= KNOWN_INTERMEDIATES {
+                return;
+            }
+            if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) {
+                known.insert(cert.subject().as_raw().to_vec());
+            }
+        }
+    }
+
+    fn contains(&self, subject: &[u8]) -> bool {
+        self.0.lock().is_ok_and(|known| known.contains(subject))
+    }
 }
 
 impl rustls::client::danger::ServerCertVerifier for ClassifyingVerifier {
@@ -262,9 +316,12 @@ impl rustls::client::danger::ServerCertVerifier for ClassifyingVerifier {
         ocsp: &[u8],
         now: rustls_pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        self.inner
+        let verified = self
+            .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            .map_err(|source| classify(source, end_entity, intermediates))
+            .map_err(|source| classify(source, end_entity, intermediates, &self.known))?;
+        self.known.learn(intermediates);
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -275,7 +332,7 @@ impl rustls::client::danger::ServerCertVerifier for ClassifyingVerifier {
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         self.inner
             .verify_tls12_signature(message, cert, dss)
-            .map_err(|source| classify(source, cert, &[]))
+            .map_err(|source| classify(source, cert, &[], &self.known))
     }
 
     fn verify_tls13_signature(
@@ -286,7 +343,7 @@ impl rustls::client::danger::ServerCertVerifier for ClassifyingVerifier {
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         self.inner
             .verify_tls13_signature(message, cert, dss)
-            .map_err(|source| classify(source, cert, &[]))
+            .map_err(|source| classify(source, cert, &[], &self.known))
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -298,6 +355,7 @@ fn classify(
     source: rustls::Error,
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
+    known: &KnownIntermediates,
 ) -> rustls::Error {
     let mut code = match &source {
         rustls::Error::InvalidCertificate(c) => certificate_code(c),
@@ -322,9 +380,11 @@ fn classify(
         if let Some((_, cert)) = &parsed {
             if cert.issuer() == cert.subject() {
                 code = "upstream_cert_self_signed";
-            } else if intermediates.is_empty() {
-                // The leaf names an issuer the origin did not send and no trusted root is:
-                // the classic missing intermediate (security matrix UC-04). No AIA fetching.
+            } else if intermediates.is_empty() && known.contains(cert.issuer().as_raw()) {
+                // The leaf names an issuer the origin did not send, which is an intermediate
+                // seen in other verified chains: the classic missing intermediate (security
+                // matrix UC-04). An issuer nobody knows stays "unknown issuer" (issue 12
+                // item 12): a missing intermediate is a guess the gateway cannot back.
                 code = "upstream_cert_incomplete_chain";
             }
         }
@@ -406,7 +466,7 @@ pub fn describe(code: &str) -> &'static str {
         }
         "upstream_cert_self_signed" => "the server's certificate is self-signed",
         "upstream_cert_incomplete_chain" => {
-            "the server did not send the intermediate certificate needed to verify it (or its issuer is unknown)"
+            "the server did not send the intermediate certificate needed to verify it"
         }
         "upstream_cert_invalid" => "the server's certificate chain is invalid (for example a CA certificate used as a leaf, or a name constraint violated)",
         "upstream_cert_bad_signature" => "the server's certificate has an invalid signature",
@@ -433,6 +493,8 @@ pub struct CertSummary {
     pub not_after: String,
     /// Not after, as a time (what a minted leaf must not outlive).
     pub expires: time::OffsetDateTime,
+    /// The issuer's name as encoded (DER), to match CRL issuers exactly.
+    pub issuer_der: Vec<u8>,
 }
 
 /// Summarises a DER certificate (None if it does not parse).
@@ -449,6 +511,7 @@ pub fn cert_summary(der: &[u8]) -> Option<CertSummary> {
         not_before: fmt(cert.validity().not_before),
         not_after: fmt(cert.validity().not_after),
         expires: cert.validity().not_after.to_datetime(),
+        issuer_der: cert.issuer().as_raw().to_vec(),
     })
 }
 

@@ -107,6 +107,7 @@ impl Fixture {
         let pinning = Pinning {
             store: Arc::new(store),
             sink,
+            retention: Arc::new(sluice_store::Retention::keep_all()),
         };
         let rt = Runtime::new(snapshot, minter, log, Some(pinning));
         let settings = Settings {

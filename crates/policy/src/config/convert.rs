@@ -330,6 +330,19 @@ impl Cx<'_> {
                 ],
                 LearnScope::Fingerprint,
             ),
+            retention: self.duration(
+                "pinning.retention",
+                &p.retention,
+                Duration::from_secs(30 * 86_400),
+            ),
+            max_observations: u64::try_from(self.count(
+                "pinning.max_observations",
+                &p.max_observations,
+                1_000,
+                100_000_000,
+                100_000,
+            ))
+            .unwrap_or(100_000),
         }
     }
 

@@ -108,6 +108,8 @@ pub(crate) struct RawPinning {
     pub(crate) window: Option<S<String>>,
     pub(crate) learned_ttl: Option<S<String>>,
     pub(crate) scope: Option<S<String>>,
+    pub(crate) retention: Option<S<String>>,
+    pub(crate) max_observations: Option<S<i64>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -172,3 +172,59 @@ fn a_failing_sink_drops_counts_and_flags() {
     // Only queue overflows count in the older metric.
     assert_eq!(log.metrics().log_dropped.get(), 0);
 }
+
+/// Issue 12 item 8: long URLs are shortened in the recent records (the file keeps them whole)
+/// and the ring stays within its byte budget.
+#[test]
+fn recent_records_are_bounded_by_bytes_and_keep_urls_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let log = AccessLog::start(Some(&path)).unwrap();
+    let long = format!("https://a.test/{}", "x".repeat(60_000));
+    let n = 300u64;
+    for _ in 0..n {
+        log.emit(AccessRecord {
+            url: Some(long.clone()),
+            ..record()
+        });
+    }
+    wait_written(&log, n);
+    let recent = log.recent();
+    assert_eq!(recent.len() as u64, n, "short records all fit");
+    for r in &recent {
+        let url = r.url.as_deref().unwrap();
+        assert!(
+            url.len() <= RECENT_FIELD_MAX + TRUNCATED.len(),
+            "{}",
+            url.len()
+        );
+        assert!(url.ends_with(TRUNCATED));
+    }
+    // The file has them whole.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains(&long)).count() as u64, n);
+    let bytes: usize = recent
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap().len())
+        .sum();
+    assert!(bytes <= RECENT_BYTES, "{bytes}");
+    // Records made large by many fields together still respect the budget.
+    let wide = "y".repeat(RECENT_FIELD_MAX);
+    for _ in 0..RECENT as u64 {
+        log.emit(AccessRecord {
+            url: Some(wide.clone()),
+            host: Some(wide.clone()),
+            user: Some(wide.clone()),
+            error: Some(wide.clone()),
+            ..record()
+        });
+    }
+    wait_written(&log, n + RECENT as u64);
+    let bytes: usize = log
+        .recent()
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap().len())
+        .sum();
+    assert!(bytes <= RECENT_BYTES, "{bytes}");
+    assert!(log.recent().len() < RECENT);
+}

@@ -244,7 +244,7 @@ fn sni_mismatch_never_turns_a_bypass_into_a_tunnel() {
 
 /// An origin that only accepts secp384r1 key exchange, so clients offering X25519 first get a
 /// HelloRetryRequest. Answers `HTTP/1.1 200` to anything.
-async fn hrr_origin(leaf: &sluice_test_support::Leaf) -> std::net::SocketAddr {
+pub(crate) async fn hrr_origin(leaf: &sluice_test_support::Leaf) -> std::net::SocketAddr {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::SECP384R1];
     let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(provider))
@@ -278,13 +278,20 @@ async fn hrr_origin(leaf: &sluice_test_support::Leaf) -> std::net::SocketAddr {
 }
 
 fn client_hello(sni: &str) -> Vec<u8> {
+    client_hello_with(sni, true)
+}
+
+/// The first flight of a real rustls client for `sni`; with `send_sni` false, a hello without
+/// the `server_name` extension (as clients connecting to an IP literal send).
+pub(crate) fn client_hello_with(sni: &str, send_sni: bool) -> Vec<u8> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(vec![0u8]))
         .ok();
-    let config = rustls::ClientConfig::builder()
+    let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.enable_sni = send_sni;
     let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
     let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let mut out = Vec::new();

@@ -11,6 +11,7 @@ mod dns;
 mod evasion;
 mod h2proxy;
 mod hostile;
+mod hostile_client;
 mod inspect;
 mod lifecycle;
 mod logs;

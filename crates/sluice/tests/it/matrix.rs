@@ -11,7 +11,7 @@ use sluice_test_support::{curl, curl_response_via, GatewayConfig, Leaf, TestGate
 use crate::{BIN, LOG_WAIT};
 
 /// The matrix PKI, made once per test binary (about 3 s of openssl).
-fn pki() -> &'static Path {
+pub(crate) fn pki() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("sluice-matrix-pki-{}", std::process::id()));

@@ -110,3 +110,42 @@ fn writer_and_admin_share_the_file_without_failures() {
     drop(sink);
     handle.join().unwrap();
 }
+
+/// Issue 12 item 8: the writer keeps the observations table within its retention and row
+/// cap, oldest first, whatever a client makes it record.
+#[test]
+fn the_writer_prunes_past_the_retention_and_beyond_the_row_cap() {
+    use std::sync::Arc;
+    let (_dir, store) = temp_store();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let retention = Arc::new(sluice_store::Retention::new(
+        Duration::from_secs(86_400),
+        100,
+    ));
+    let (sink, _handle) = store.writer_with(4096, retention.clone()).unwrap();
+    // Two days old: past the retention.
+    for i in 0..5 {
+        sink.try_record(obs(now - 2 * 86_400 + i, "old.test", JA4))
+            .unwrap();
+    }
+    for i in 0..250 {
+        sink.try_record(obs(now - 250 + i, HOST, JA4)).unwrap();
+    }
+    sink.flush().unwrap();
+    let kept = store.observations(None, 10_000).unwrap();
+    assert_eq!(kept.len(), 100);
+    assert!(kept.iter().all(|o| o.host == HOST));
+    // The newest are the ones kept.
+    assert_eq!(kept.iter().map(|o| o.ts).min(), Some(now - 100));
+    assert_eq!(sink.pruned(), 155);
+    // A reload that lowers the cap applies to the running writer.
+    retention.set(Duration::from_secs(86_400), 40);
+    for i in 0..10 {
+        sink.try_record(obs(now + i, HOST, JA4)).unwrap();
+    }
+    sink.flush().unwrap();
+    assert_eq!(store.observations(None, 10_000).unwrap().len(), 40);
+}

@@ -192,6 +192,20 @@ fn modern_hello_fields() {
     assert_eq!(hello.consumed, wire.len());
 }
 
+/// HC-02: the first record's version is ignored (RFC 8446 §5.1), so a hello with an odd one is
+/// still a hello with its SNI, never "not TLS".
+#[test]
+fn any_record_version_is_still_a_hello() {
+    for version in [[3, 5], [3, 0xff], [2, 0], [0x7f, 1], [0, 0]] {
+        let mut wire = Hello::modern().wire();
+        wire[1] = version[0];
+        wire[2] = version[1];
+        let hello = check_all_prefixes(&wire);
+        assert_eq!(hello.sni.as_deref(), Some("example.com"), "{version:?}");
+        assert_eq!(hello.record_version, u16::from_be_bytes(version));
+    }
+}
+
 #[test]
 fn tls12_hello_without_extensions() {
     let hello = Hello {
@@ -249,9 +263,9 @@ fn non_tls_is_rejected_from_the_first_bytes() {
     ] {
         assert_eq!(parse_err(input), HelloError::NotTls, "{input:?}");
     }
-    // Bad record version: major 2, major 3 with minor 5.
-    assert_eq!(parse_err(&[0x16, 0x02]), HelloError::NotTls);
-    assert_eq!(parse_err(&[0x16, 0x03, 0x05]), HelloError::NotTls);
+    // A handshake record is TLS whatever its record version (HC-02): it waits for more.
+    assert_eq!(parse(&[0x16, 0x02]), Ok(None));
+    assert_eq!(parse(&[0x16, 0x03, 0x05]), Ok(None));
     // PP-07 pp07-badtype: content type 0x99.
     assert_eq!(
         parse_err(b"\x99\x03\x03\x00\x02\x01\x00"),
