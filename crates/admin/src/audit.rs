@@ -27,9 +27,13 @@ pub struct Audit {
 
 struct Inner {
     file: Option<PathBuf>,
+    /// Permission bits of a newly created trail (`log.mode`), set explicitly: not the umask's.
+    mode: u32,
     write: Mutex<()>,
     boot: u32,
     seq: AtomicU64,
+    /// Whether the mode of the file was checked since start.
+    checked: std::sync::atomic::AtomicBool,
 }
 
 /// One audit event.
@@ -88,14 +92,18 @@ pub struct AuditEvent {
 // === impl Audit ===
 
 impl Audit {
-    /// An audit trail appending to `file` (`None`: tracing log only).
-    pub fn new(file: Option<PathBuf>) -> Self {
+    /// An audit trail appending to `file` (`None`: tracing log only), created with `mode`
+    /// (`log.mode`, normally 0o600) whatever the umask; an existing file loses any bit beyond
+    /// `mode` at the first write.
+    pub fn new(file: Option<PathBuf>, mode: u32) -> Self {
         Self {
             inner: Arc::new(Inner {
                 file,
+                mode,
                 write: Mutex::new(()),
                 boot: rand::random(),
                 seq: AtomicU64::new(1),
+                checked: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -170,8 +178,11 @@ impl Inner {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
-            .mode(0o600)
+            .mode(self.mode)
             .open(path)?;
+        if !self.checked.swap(true, Ordering::Relaxed) || !existed {
+            sluice_proxy::log::restrict_mode(&file, path, self.mode);
+        }
         file.write_all(&line)?;
         file.sync_data()?;
         if !existed {

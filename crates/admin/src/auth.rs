@@ -41,6 +41,12 @@ pub const MAX_FAILURES: u32 = 10;
 /// The window of [`MAX_FAILURES`].
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
+/// A request extension set by the HTTPS admin listener on every request it serves: the
+/// session cookie is then `Secure`, the expected `Origin` is `https://` (security matrix
+/// HC-04), and the names of the admin certificate are accepted as `Host`.
+#[derive(Clone, Copy, Debug)]
+pub struct Https;
+
 /// Who made an authenticated request (a request extension set by [`guard`]).
 #[derive(Clone, Debug)]
 pub enum Caller {
@@ -179,10 +185,14 @@ pub async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Res
         return next.run(req).await;
     }
     let host = request_host(&req);
-    if !host.as_deref().is_some_and(host_allowed) {
+    let https = req.extensions().get::<Https>().is_some();
+    let allowed = host.as_deref().is_some_and(|h| {
+        host_allowed(h) || (https && tls_host_allowed(&s.shared.settings.tls_hosts, h))
+    });
+    if !allowed {
         return refuse(StatusCode::MISDIRECTED_REQUEST, "Host not allowed");
     }
-    if !same_origin(req.headers(), host.as_deref().unwrap_or_default()) {
+    if !same_origin(req.headers(), host.as_deref().unwrap_or_default(), https) {
         return refuse(StatusCode::FORBIDDEN, "cross-origin request refused");
     }
     let ip = client_ip(&req);
@@ -283,6 +293,15 @@ pub fn host_allowed(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
 }
 
+/// Over HTTPS, a DNS name the admin certificate covers (`admin.tls_names`) is accepted too: a
+/// rebinding page cannot send it, since it would have to be served under that name with a
+/// certificate the browser trusts.
+fn tls_host_allowed(names: &[String], host: &str) -> bool {
+    let name = host_name(host);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// The name part of a `Host` value: `[::1]:9128` → `::1`, `localhost:9128` → `localhost`.
 pub(crate) fn host_name(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
@@ -295,15 +314,19 @@ pub(crate) fn host_name(host: &str) -> &str {
 }
 
 /// A request from a browser page of another origin (or site) is refused whatever it carries.
-fn same_origin(headers: &HeaderMap, host: &str) -> bool {
+/// The listener's own origin is its scheme (`https` on the HTTPS listener, else `http`) and the
+/// `Host` the request came with (RFC 6454 §4: scheme, host and port all count, so the `http://`
+/// spelling of the HTTPS listener is another origin).
+fn same_origin(headers: &HeaderMap, host: &str, https: bool) -> bool {
     let cross_site = headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let scheme = if https { "https" } else { "http" };
     let origin_ok = match headers.get(header::ORIGIN) {
         None => true,
         Some(o) => o
             .to_str()
-            .is_ok_and(|o| o.eq_ignore_ascii_case(&format!("http://{host}"))),
+            .is_ok_and(|o| o.eq_ignore_ascii_case(&format!("{scheme}://{host}"))),
     };
     origin_ok && !cross_site
 }

@@ -66,6 +66,11 @@ pub struct Settings {
     /// The data dir whose generated CA `POST /api/ca/rotate` replaces (`None`: rotation is
     /// unavailable, 503).
     pub data_dir: Option<PathBuf>,
+    /// DNS names of the HTTPS listener's certificate (`admin.tls_names`), accepted as `Host`
+    /// over HTTPS besides IP literals and `localhost`; empty on loopback.
+    pub tls_hosts: Vec<String>,
+    /// Permission bits the audit trail is created with (`log.mode`, default 0o600).
+    pub audit_mode: u32,
 }
 
 /// What the admin handlers need.
@@ -94,7 +99,7 @@ pub(crate) struct Shared {
 impl AdminState {
     /// Assembles the state.
     pub fn new(rt: Arc<Runtime>, catalog: Arc<Catalog>, settings: Settings) -> Self {
-        let audit = audit::Audit::new(settings.audit_file.clone());
+        let audit = audit::Audit::new(settings.audit_file.clone(), settings.audit_mode);
         Self {
             rt,
             catalog,
@@ -212,8 +217,10 @@ async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// `GET /ca.pem`: what devices must trust — the CA, or the root at the end of a `[ca] cert`
+/// chain file (security matrix HC-10), never the intermediate that signs.
 async fn ca_pem(State(s): State<AdminState>) -> impl IntoResponse {
-    let pem = s.rt.minter.ca().cert_pem().to_string();
+    let pem = s.rt.minter.ca().trust_pem().to_string();
     (
         [
             (header::CONTENT_TYPE, "application/x-pem-file"),
@@ -226,8 +233,9 @@ async fn ca_pem(State(s): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// `GET /ca.der`: [`ca_pem`] as DER.
 async fn ca_der(State(s): State<AdminState>) -> impl IntoResponse {
-    let der = s.rt.minter.ca().cert_der().to_vec();
+    let der = s.rt.minter.ca().trust_der().to_vec();
     (
         [
             (header::CONTENT_TYPE, "application/x-x509-ca-cert"),

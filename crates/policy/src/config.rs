@@ -199,6 +199,11 @@ pub struct AdminConfig {
     pub token_file: Option<PathBuf>,
     /// Hosts the PAC file sends direct.
     pub pac_direct: Vec<String>,
+    /// The names the admin certificate covers when the listener is off loopback (HTTPS), and
+    /// the only DNS names accepted in `Host` there besides IP literals and `localhost`.
+    /// `None` (default): the listen address (or, for 0.0.0.0 / `::`, `localhost`, 127.0.0.1
+    /// and ::1) and the machine's host name, which the binary looks up.
+    pub tls_names: Option<Vec<crate::name::Host>>,
 }
 
 /// `[upstream]`.
@@ -318,6 +323,9 @@ pub struct Config {
     pub access_log: LogTarget,
     /// `[log] fail`.
     pub log_fail: LogFail,
+    /// `[log] mode`: permission bits of the access log and the admin audit trail when sluice
+    /// creates them, and the most an existing one keeps (default 0o600; 0o640 allowed).
+    pub log_mode: u32,
     /// `[upstream]`.
     pub upstream: UpstreamConfig,
     /// `[auth] htpasswd`.

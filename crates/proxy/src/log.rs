@@ -18,6 +18,42 @@ mod sink;
 
 use sink::Sink;
 
+/// Mode of the access log and the audit trail unless `log.mode` says otherwise: they hold
+/// decrypted URLs with their query strings and who did what (security matrix HC-09).
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// Gives the log file `file` (at `path`) exactly the permission bits `mode`, set with
+/// `fchmod` so the umask does not matter, and says so when that took bits away (a file an
+/// older version or another tool left readable). Only regular files: a log pointed at a
+/// device or a FIFO (`/dev/null`) keeps its mode. A file that cannot be changed (owned by
+/// someone else) is logged and left as it is; writing to it still works.
+pub fn restrict_mode(file: &std::fs::File, path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = file.metadata() else { return };
+    if !meta.file_type().is_file() {
+        return;
+    }
+    let current = meta.permissions().mode() & 0o7777;
+    if current == mode {
+        return;
+    }
+    match file.set_permissions(std::fs::Permissions::from_mode(mode)) {
+        Ok(()) if current & !mode != 0 => tracing::warn!(
+            path = %path.display(),
+            was = format!("{current:04o}"),
+            now = format!("{mode:04o}"),
+            "log file permissions tightened (log.mode)"
+        ),
+        Ok(()) => {}
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            mode = format!("{current:04o}"),
+            error = %e,
+            "cannot set the log file's permissions to log.mode"
+        ),
+    }
+}
+
 /// Upstream certificate details, where seen.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct UpstreamCert {
@@ -178,9 +214,17 @@ struct Counts {
 
 impl AccessLog {
     /// Starts the writer thread for stdout (`None`) or an append-only file. An existing file's
-    /// torn tail is cut off first and `seq` continues after its last complete record.
+    /// torn tail is cut off first and `seq` continues after its last complete record. A file
+    /// gets mode [`DEFAULT_MODE`] (see [`Self::start_with_mode`]).
     pub fn start(path: Option<&Path>) -> std::io::Result<Self> {
-        let (sink, seq) = Sink::open(path)?;
+        Self::start_with_mode(path, DEFAULT_MODE)
+    }
+
+    /// [`Self::start`] with the file's permission bits (`log.mode`): a file sluice creates,
+    /// now or when it reopens after logrotate, gets exactly `mode`, and an existing one is
+    /// brought to it ([`restrict_mode`]).
+    pub fn start_with_mode(path: Option<&Path>, mode: u32) -> std::io::Result<Self> {
+        let (sink, seq) = Sink::open(path, mode)?;
         let (tx, rx) = sync_channel(QUEUE);
         let counts = Arc::new(Counts::default());
         let recent = Arc::new(Mutex::new(Recent::default()));

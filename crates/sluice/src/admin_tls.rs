@@ -1,14 +1,17 @@
-//! The admin listener on an address other than loopback (security matrix AD-01): the API and
-//! the UI are served over HTTPS only, with a certificate minted by the gateway's own CA for the
-//! name the client asks for (SNI, else the listener's address), so the admin token never
-//! crosses the network in the clear. Plain HTTP on the same port still answers the public
+//! The admin listener on an address other than loopback (security matrix AD-01, HC-04): the
+//! API and the UI are served over HTTPS only, so the admin token never crosses the network in
+//! the clear. The certificate is signed by the gateway's own CA for `admin.tls_names` (default:
+//! the listen address — or the loopback names for 0.0.0.0 / `::` — and the machine's host
+//! name), minted once at start and served whatever SNI a client sends
+//! ([`sluice_tls::fixed::FixedCert`]): nothing a client sends before authenticating makes the
+//! gateway sign a name. Plain HTTP on the same port still answers the public
 //! routes (`/ca.pem`, `/ca.der`, `/proxy.pac`, `/live`, `/ready`): a device fetches the CA and
 //! the PAC file before it trusts anything.
 //!
 //! Written here rather than with a TLS acceptor crate because the two protocols share one
 //! port: the first byte (a TLS handshake record is 0x16) picks the path.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +20,9 @@ use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use sluice_proxy::Runtime;
+use sluice_policy::config::AdminConfig;
+use sluice_policy::name::{DomainName, Host};
+use sluice_tls::fixed::FixedCert;
 use sluice_tls::mint::LeafName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,21 +30,24 @@ use tokio::sync::watch;
 /// How long a client has to send its first byte and finish the TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `stop` changes.
+/// Serves `listener` until `stop` changes, with `cert` for every TLS handshake.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
-    rt: Arc<Runtime>,
+    cert: Arc<FixedCert>,
     mut stop: watch::Receiver<bool>,
 ) {
     let plain = sluice_admin::public_only(router.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert)));
+    // Marks requests that came over TLS: the cookie's `Secure`, the `https://` Origin.
+    let router = router.layer(Extension(sluice_admin::auth::Https));
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             accepted = listener.accept() => {
                 let Ok((tcp, peer)) = accepted else { continue };
-                let (router, plain, rt) = (router.clone(), plain.clone(), rt.clone());
-                tokio::spawn(serve_one(tcp, peer, router, plain, rt));
+                let (router, plain, acceptor) = (router.clone(), plain.clone(), acceptor.clone());
+                tokio::spawn(serve_one(tcp, peer, router, plain, acceptor));
             }
         }
     }
@@ -50,7 +58,7 @@ async fn serve_one(
     peer: SocketAddr,
     router: Router,
     plain: Router,
-    rt: Arc<Runtime>,
+    acceptor: tokio_rustls::TlsAcceptor,
 ) {
     let mut first = [0u8; 1];
     let tls = match tokio::time::timeout(HANDSHAKE, tcp.peek(&mut first)).await {
@@ -62,8 +70,6 @@ async fn serve_one(
     if !tls {
         return serve_http(TokioIo::new(tcp), plain.layer(info)).await;
     }
-    let local = tcp.local_addr().map(|a| a.ip()).ok();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(&rt, local)));
     match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => serve_http(TokioIo::new(stream), router.layer(info)).await,
         Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "admin TLS handshake failed"),
@@ -84,41 +90,55 @@ where
     }
 }
 
-fn server_config(rt: &Arc<Runtime>, local: Option<IpAddr>) -> rustls::ServerConfig {
+fn server_config(cert: Arc<FixedCert>) -> rustls::ServerConfig {
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(AdminCert {
-            rt: rt.clone(),
-            local,
-        }));
+        .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config
 }
 
-/// Mints (through the gateway's leaf cache) a certificate for the name the admin client asked
-/// for, so the UI works under whatever name or address the administrator uses.
-struct AdminCert {
-    rt: Arc<Runtime>,
-    local: Option<IpAddr>,
+/// The names of the admin certificate: `admin.tls_names`, else the defaults (module doc).
+pub(crate) fn names(config: &AdminConfig, bound: IpAddr) -> Vec<LeafName> {
+    if let Some(list) = &config.tls_names {
+        return list
+            .iter()
+            .map(|h| match h {
+                Host::Domain(d) => LeafName::Dns(d.as_str().to_owned()),
+                Host::Ip(ip) => LeafName::Ip(*ip),
+            })
+            .collect();
+    }
+    let mut names = Vec::new();
+    if bound.is_unspecified() {
+        // Every local address answers; the loopback ones are the only ones known for sure.
+        names.push(LeafName::Dns("localhost".into()));
+        names.push(LeafName::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        names.push(LeafName::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    } else {
+        names.push(LeafName::Ip(bound));
+    }
+    for name in host_names() {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
-impl std::fmt::Debug for AdminCert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminCert")
-            .field("local", &self.local)
-            .finish_non_exhaustive()
+/// The machine's host name, short and (when it has dots) in full, when it is a valid DNS name.
+fn host_names() -> Vec<LeafName> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let Ok(full) = DomainName::parse(raw.trim()) else {
+        return Vec::new();
+    };
+    let full = full.as_str().to_owned();
+    let short = full.split('.').next().unwrap_or_default().to_owned();
+    let mut out = vec![LeafName::Dns(short.clone())];
+    if full != short {
+        out.push(LeafName::Dns(full));
     }
-}
-
-impl rustls::server::ResolvesServerCert for AdminCert {
-    fn resolve(
-        &self,
-        hello: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        let name = match hello.server_name() {
-            Some(sni) => LeafName::Dns(sni.to_ascii_lowercase()),
-            None => LeafName::Ip(self.local?),
-        };
-        self.rt.minter.leaf(&name).ok().map(|(key, _)| key)
-    }
+    out
 }

@@ -80,11 +80,25 @@ pub(crate) fn ca_export(args: &Args, der: bool) -> Result<(), Failure> {
     let config = load::config(args)?;
     let dir = load::data_dir(args)?;
     let ca = load::ca(&config, &dir)?;
+    // What devices must trust: the root at the end of a `[ca] cert` chain file, not the
+    // intermediate that signs (security matrix HC-10). Said on stderr, so stdout stays the
+    // certificate alone.
+    if ca.is_chain() {
+        let what = if ca.trust_is_root() {
+            "the root certificate at the end of the chain"
+        } else {
+            "the last certificate of the chain (no self-signed root in the file: devices must trust the enterprise root that issued it)"
+        };
+        eprintln!(
+            "sluice: {what} in {} (leaves are signed by its first certificate and sent with the chain)",
+            ca.cert_path().display()
+        );
+    }
     let mut out = std::io::stdout().lock();
     let written = if der {
-        out.write_all(ca.cert_der().as_ref())
+        out.write_all(ca.trust_der().as_ref())
     } else {
-        out.write_all(ca.cert_pem().as_bytes())
+        out.write_all(ca.trust_pem().as_bytes())
     };
     written
         .and_then(|()| out.flush())

@@ -95,7 +95,8 @@ pub(crate) enum Command {
 
 #[derive(Subcommand)]
 pub(crate) enum CaCommand {
-    /// Print the CA certificate (PEM, or DER with --der) for installing on clients.
+    /// Print the certificate clients must trust (PEM, or DER with --der): the CA, or the root
+    /// at the end of a `[ca] cert` chain file.
     Export {
         /// DER instead of PEM.
         #[arg(long)]

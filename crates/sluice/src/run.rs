@@ -17,7 +17,8 @@ use sluice_proxy::pinning::Pinning;
 use sluice_proxy::resolve::{load_hosts, Dialer};
 use sluice_proxy::{Runtime, Snapshot};
 use sluice_store::{Store, WriterHandle};
-use sluice_tls::mint::Minter;
+use sluice_tls::fixed::FixedCert;
+use sluice_tls::mint::{LeafName, Minter};
 use sluice_tls::verify::UpstreamTls;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -46,8 +47,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     if let Some(p) = &config.policy_override {
         tracing::warn!(file = %p.display(), "policies from the admin API replace the config file's [[policy]]");
     }
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| Failure::runtime(format!("data dir {}: {e}", data_dir.display())))?;
+    private_data_dir(&data_dir)?;
     let ca = Arc::new(load::ca(&config, &data_dir)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -86,7 +86,7 @@ async fn serve(
         LogTarget::Stdout => None,
         LogTarget::File(p) => Some(p.clone()),
     };
-    let log = AccessLog::start(log_path.as_deref())
+    let log = AccessLog::start_with_mode(log_path.as_deref(), config.log_mode)
         .map_err(|e| Failure::runtime(format!("log.access: {e}")))?;
     let snapshot = build_snapshot(config, &own)?;
     let minter = Arc::new(Minter::new(ca.clone(), snapshot.config.ca.leaf_cache));
@@ -111,11 +111,11 @@ async fn serve(
     let router = admin_router(&rt, &reloader, &proxy_addrs, admin_addr)?;
     let mut admin_stop = stop_rx.clone();
     if !admin_addr.ip().is_loopback() {
-        tracing::warn!(%admin_addr, "admin listener is not on loopback: API and UI over HTTPS only (certificate from the sluice CA)");
+        let cert = admin_cert(&rt, admin_addr)?;
         tokio::spawn(crate::admin_tls::serve(
             admin,
             router,
-            rt.clone(),
+            cert,
             stop_rx.clone(),
         ));
     } else {
@@ -155,6 +155,59 @@ async fn serve(
     Ok(())
 }
 
+/// The admin listener's certificate, minted now for `admin.tls_names` (or their defaults).
+fn admin_cert(rt: &Arc<Runtime>, admin_addr: SocketAddr) -> Result<Arc<FixedCert>, Failure> {
+    let config = rt.snapshot.load().config.clone();
+    let names = crate::admin_tls::names(&config.admin, admin_addr.ip());
+    let cert = FixedCert::new(rt.minter.clone(), names)
+        .map_err(|e| Failure::runtime(format!("admin certificate: {e}")))?;
+    let shown: Vec<String> = cert.names().iter().map(leaf_name_text).collect();
+    tracing::warn!(%admin_addr, names = %shown.join(","), "admin listener is not on loopback: API and UI over HTTPS only (certificate from the sluice CA for these names; admin.tls_names)");
+    Ok(Arc::new(cert))
+}
+
+/// The DNS names of the admin certificate, accepted as `Host` over HTTPS (none on loopback).
+fn tls_hosts(config: &sluice_policy::config::AdminConfig, admin_addr: SocketAddr) -> Vec<String> {
+    if admin_addr.ip().is_loopback() {
+        return Vec::new();
+    }
+    crate::admin_tls::names(config, admin_addr.ip())
+        .into_iter()
+        .filter_map(|n| match n {
+            LeafName::Dns(d) => Some(d),
+            LeafName::Ip(_) => None,
+        })
+        .collect()
+}
+
+fn leaf_name_text(name: &LeafName) -> String {
+    match name {
+        LeafName::Dns(d) => d.clone(),
+        LeafName::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// Creates the data dir 0700, or makes an existing one 0700 (security matrix HC-09): it holds
+/// the event store, the audit trail, the admin token and the CA key. Set explicitly, so the
+/// umask does not matter; tightening an existing directory is logged.
+fn private_data_dir(dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let failed = |e: std::io::Error| Failure::runtime(format!("data dir {}: {e}", dir.display()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode() & 0o7777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %dir.display(), was = format!("{mode:04o}"), "data dir was open to other users; permissions tightened to 0700");
+        }
+    }
+    Ok(())
+}
+
 /// The admin router with its token, catalog and audit trail. A listener on a non-loopback
 /// address needs a token file chosen by the administrator (security matrix AD-01): a token
 /// generated into the data dir is fine for a laptop, not for an exposed port.
@@ -185,6 +238,8 @@ fn admin_router(
         admin_addr: Some(admin_addr),
         audit_file: Some(data_dir.join(sluice_admin::audit::AUDIT_FILE)),
         data_dir: Some(data_dir.to_path_buf()),
+        tls_hosts: tls_hosts(&config.admin, admin_addr),
+        audit_mode: config.log_mode,
         policy: Some(sluice_admin::policy::PolicyUpdates {
             file: data_dir.join(sluice_policy::config::POLICY_FILE),
             backend: reloader.clone(),

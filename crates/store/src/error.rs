@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database file or its WAL/SHM file could not be made private (mode 0600).
+    #[error("{path}: cannot make it private (mode 0600): {source}")]
+    Private {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
     /// The directory that should hold the database could not be created.
     #[error("event store {}: cannot create directory {}: {source}", path.display(), dir.display())]
     CreateDir {

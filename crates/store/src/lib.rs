@@ -69,6 +69,56 @@ use error::SqlResultExt;
 /// a whole network would otherwise make `pinning list` unreadable.
 pub const MAX_LISTED: usize = 50;
 
+/// Creates the database file 0600 if it is missing, and takes group and other bits away from
+/// it and from its `-wal` and `-shm` files (left by an older version) if they exist (security
+/// matrix HC-09: the store says who visited what). SQLite creates `-wal` and `-shm` with the
+/// database file's own mode (its unix VFS copies it and `fchmod`s the new file), so a private
+/// database keeps them private, whatever the umask.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let private = |path: &Path| {
+        let at = |source| StoreError::Private {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(at(e)),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.is_file() || mode & 0o077 == 0 {
+            return Ok(());
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(at)?;
+        tracing::warn!(path = %path.display(), was = format!("{mode:04o}"), "event store file was readable by others; permissions tightened");
+        Ok(())
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // open(2) applied the umask, which can only take bits away from 0600.
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(StoreError::Private {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        private(Path::new(&name))?;
+    }
+    Ok(())
+}
+
 /// A handle on the event store file. `Send + Sync`: share it behind an `Arc`; calls are
 /// serialised on its one connection (the observation writer has its own).
 #[derive(Debug)]
@@ -90,12 +140,18 @@ impl Store {
     #[doc(hidden)]
     pub fn open_at_version(path: &Path, version: i64) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: path.to_path_buf(),
-                dir: dir.to_path_buf(),
-                source,
-            })?;
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StoreError::CreateDir {
+                    path: path.to_path_buf(),
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
         }
+        make_private(path)?;
         // FULL: this connection carries admin decisions; see "Durability" above.
         let mut conn = schema::connect(path, "FULL")?;
         schema::migrate_to(&mut conn, path, version)?;

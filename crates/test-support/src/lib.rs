@@ -33,7 +33,7 @@ pub use clients::{
 pub use dns::StubDns;
 pub use gateway::{GatewayConfig, TestGateway};
 pub use origin::{Misbehave, SeenRequest, TestOrigin};
-pub use pki::{KeyType, Leaf, LeafIssuer, LeafOpts, TestPki, Validity};
+pub use pki::{IssuingCa, KeyType, Leaf, LeafIssuer, LeafOpts, TestPki, Validity};
 
 /// The rustls crypto provider every config in this crate uses (aws-lc-rs), passed explicitly so
 /// tests never depend on a process-wide default being installed.

@@ -118,6 +118,17 @@ pub struct Leaf {
     key_pkcs8: Vec<u8>,
 }
 
+/// An intermediate CA made by [`TestPki::issuing_ca`], as files.
+#[derive(Clone, Debug)]
+pub struct IssuingCa {
+    /// The intermediate alone (PEM).
+    pub cert_pem_path: PathBuf,
+    /// The intermediate followed by the root (PEM): a chain file for `[ca] cert`.
+    pub chain_pem_path: PathBuf,
+    /// Its private key (PEM, PKCS#8, mode 0600).
+    pub key_pem_path: PathBuf,
+}
+
 /// A CA: its rcgen issuer (for signing), its certificate, and where its PEM lives.
 struct Authority {
     issuer: Issuer<'static, KeyPair>,
@@ -167,6 +178,40 @@ impl TestPki {
     /// The trusted root (DER), for building rustls root stores in process.
     pub fn root_der(&self) -> &CertificateDer<'static> {
         &self.root.cert_der
+    }
+
+    /// A further intermediate CA under the trusted root, with a key of type `key`, as an
+    /// enterprise would hand it to the gateway for `[ca] cert`/`key`: writes `<stem>.pem` (the
+    /// intermediate alone), `<stem>.chain.pem` (the intermediate, then the root) and
+    /// `<stem>.key` (PKCS#8, mode 0600, as the gateway requires of a CA key).
+    pub fn issuing_ca(&self, stem: &str, key: KeyType) -> IssuingCa {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key_pair = generate_key(key);
+        let mut params = ca_params(
+            &format!("sluice test issuing CA {stem}"),
+            BasicConstraints::Constrained(0),
+        );
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key_pair, &self.root.issuer)
+            .unwrap_or_else(|e| panic!("sign issuing CA {stem}: {e}"));
+        let cert_pem_path = self.dir.join(format!("{stem}.pem"));
+        let chain_pem_path = self.dir.join(format!("{stem}.chain.pem"));
+        let key_pem_path = self.dir.join(format!("{stem}.key"));
+        let cert_pem = pem("CERTIFICATE", cert.der());
+        write(&cert_pem_path, &cert_pem);
+        write(
+            &chain_pem_path,
+            &format!("{cert_pem}{}", pem("CERTIFICATE", &self.root.cert_der)),
+        );
+        write(&key_pem_path, &key_pair.serialize_pem());
+        fs::set_permissions(&key_pem_path, fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", key_pem_path.display()));
+        IssuingCa {
+            cert_pem_path,
+            chain_pem_path,
+            key_pem_path,
+        }
     }
 
     /// Issues a leaf for `names` (DNS names, wildcards like `*.wild.test`, or IP literals,

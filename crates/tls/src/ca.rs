@@ -1,6 +1,14 @@
 //! The gateway's certificate authority: created on first run in the data dir, or loaded from
 //! an administrator's files (e.g. an enterprise intermediate, RSA or ECDSA).
 //!
+//! An administrator's `[ca] cert` may be a chain file: the issuing certificate (whose key is
+//! `[ca] key`) first, then the certificates that certify it, up to and optionally including the
+//! enterprise root (security matrix HC-10). Minted leaves are sent with that chain (RFC 8446
+//! §4.4.2: the sender's certificate first, each following one certifying the one before it; a
+//! self-signed root "MAY be omitted", and is, since the client must already have it), and what
+//! devices are told to trust ([`Ca::trust_pem`]) is the last certificate of the file: the root.
+//! A chain whose links do not verify is refused at load, with the file named.
+//!
 //! Security properties this module owns (security matrix CK-01, CK-02, FT-05):
 //! - every install generates its own key; nothing is embedded in the binary;
 //! - the key file is written with mode 0600 inside a 0700 directory, and a key that is group- or
@@ -74,6 +82,14 @@ pub struct Ca {
     cert_der: CertificateDer<'static>,
     cert_pem: String,
     cert_path: PathBuf,
+    /// Sent after every minted leaf: the issuing certificate and the rest of the chain file,
+    /// without a trailing self-signed root (empty for a self-signed CA).
+    served_chain: Vec<CertificateDer<'static>>,
+    /// What devices must trust: the last certificate of the chain file.
+    trust_der: CertificateDer<'static>,
+    trust_pem: String,
+    /// Whether [`Self::trust_der`] is self-signed (a root), not just the top of a partial chain.
+    trust_is_root: bool,
     issuer: Issuer<'static, KeyPair>,
     not_after: OffsetDateTime,
     fingerprint: String,
@@ -122,16 +138,24 @@ impl Ca {
         Self::load(&cert, &key)
     }
 
-    /// Loads an existing CA certificate and key (PEM; PKCS#8, SEC1 or PKCS#1 keys).
+    /// Loads an existing CA certificate and key (PEM; PKCS#8, SEC1 or PKCS#1 keys). The
+    /// certificate file may go on with the issuing certificate's chain (module doc).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CaError> {
         check_key_permissions(key_path)?;
         let cert_pem = read_to_string(cert_path)?;
         let key_pem = read_to_string(key_path)?;
-        let cert_der =
-            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Parse {
-                path: cert_path.into(),
-                message: format!("no certificate: {e}"),
-            })?;
+        let parse = |message: String| CaError::Parse {
+            path: cert_path.into(),
+            message,
+        };
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| parse(format!("no certificate: {e}")))?;
+        let Some(cert_der) = chain.first().cloned() else {
+            return Err(parse(
+                "no certificate: the file holds no CERTIFICATE block".into(),
+            ));
+        };
         let key_der =
             PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| CaError::Parse {
                 path: key_path.into(),
@@ -141,41 +165,60 @@ impl Ca {
             path: key_path.into(),
             message: format!("unsupported key: {e}"),
         })?;
-        let (not_after, is_ca, public_key) =
-            inspect(&cert_der).map_err(|message| CaError::Parse {
-                path: cert_path.into(),
-                message,
-            })?;
+        let links = chain
+            .iter()
+            .map(|c| inspect(c).map_err(&parse))
+            .collect::<Result<Vec<_>, _>>()?;
         // A key that does not belong to the certificate would mint leaves no client can
         // verify; refuse it here rather than fail every handshake later.
-        if key.public_key_raw() != public_key.as_slice() {
+        if key.public_key_raw() != links[0].public_key.as_slice() {
             return Err(CaError::Parse {
                 path: key_path.into(),
                 message: format!(
-                    "this key does not belong to the CA certificate {}",
+                    "this key does not belong to the CA certificate {} (the first certificate \
+                     of the file must be the one that issues leaves)",
                     cert_path.display()
                 ),
             });
         }
-        if !is_ca {
-            return Err(CaError::Parse {
-                path: cert_path.into(),
-                message: "certificate is not a CA (basicConstraints CA:TRUE missing)".into(),
-            });
-        }
+        check_links(&links).map_err(&parse)?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| CaError::Parse {
             path: cert_path.into(),
             message: format!("cannot use as issuer: {e}"),
         })?;
         let fingerprint = hex::encode(Sha256::digest(cert_der.as_ref()));
-        Ok(Self {
+        // Leaves never outlive any certificate of the chain they are sent with.
+        let not_after = links
+            .iter()
+            .map(|l| l.not_after)
+            .min()
+            .unwrap_or(links[0].not_after);
+        let trust_is_root = links.last().is_some_and(|l| l.self_signed);
+        let trust_der = chain.last().cloned().unwrap_or_else(|| cert_der.clone());
+        let mut served_chain = chain;
+        if trust_is_root {
+            served_chain.pop();
+        }
+        let ca = Self {
             cert_pem: pem_of(&cert_der),
             cert_der,
             cert_path: cert_path.to_path_buf(),
+            trust_pem: pem_of(&trust_der),
+            trust_der,
+            trust_is_root,
+            served_chain,
             issuer,
             not_after,
             fingerprint,
-        })
+        };
+        crate::mint::check_chain(&ca).map_err(|e| {
+            parse(format!(
+                "a leaf signed with this CA does not verify up to the last certificate of \
+                 the file ({e}); [ca] cert must hold the issuing certificate, then its chain \
+                 in order"
+            ))
+        })?;
+        Ok(ca)
     }
 
     /// The CA certificate, DER.
@@ -186,6 +229,34 @@ impl Ca {
     /// The CA certificate, PEM (certificate only: never key material).
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The certificates sent after a minted leaf (RFC 8446 §4.4.2 order): the issuing
+    /// certificate and its intermediates, without a self-signed root. Empty for a self-signed
+    /// CA, whose certificate the client already trusts.
+    pub fn served_chain(&self) -> &[CertificateDer<'static>] {
+        &self.served_chain
+    }
+
+    /// What devices must trust, DER: the root at the end of a chain file, else the CA itself.
+    pub fn trust_der(&self) -> &CertificateDer<'static> {
+        &self.trust_der
+    }
+
+    /// [`Self::trust_der`] as PEM (certificate only).
+    pub fn trust_pem(&self) -> &str {
+        &self.trust_pem
+    }
+
+    /// Whether `[ca] cert` is a chain: what devices trust is then not the issuing certificate.
+    pub fn is_chain(&self) -> bool {
+        self.trust_der != self.cert_der
+    }
+
+    /// Whether [`Self::trust_der`] is a self-signed root; `false` when a chain file stops at
+    /// an intermediate (devices must then trust the enterprise root, which sluice never saw).
+    pub fn trust_is_root(&self) -> bool {
+        self.trust_is_root
     }
 
     /// Where the certificate was loaded from.
@@ -281,17 +352,67 @@ pub(crate) fn random_serial() -> rcgen::SerialNumber {
     rcgen::SerialNumber::from_slice(&bytes)
 }
 
-/// The certificate's notAfter, whether it is a CA, and its raw public key.
-fn inspect(der: &CertificateDer<'_>) -> Result<(OffsetDateTime, bool, Vec<u8>), String> {
+/// What [`Ca::load`] needs of each certificate of the file.
+struct Link {
+    not_after: OffsetDateTime,
+    is_ca: bool,
+    public_key: Vec<u8>,
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    self_signed: bool,
+}
+
+fn inspect(der: &CertificateDer<'_>) -> Result<Link, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
-    let not_after = cert.validity().not_after.to_datetime();
     let is_ca = cert
         .basic_constraints()
         .ok()
         .flatten()
         .is_some_and(|bc| bc.value.ca);
-    let public_key = cert.public_key().subject_public_key.data.to_vec();
-    Ok((not_after, is_ca, public_key))
+    let subject = cert.subject().as_raw().to_vec();
+    let issuer = cert.issuer().as_raw().to_vec();
+    Ok(Link {
+        not_after: cert.validity().not_after.to_datetime(),
+        is_ca,
+        public_key: cert.public_key().subject_public_key.data.to_vec(),
+        self_signed: subject == issuer,
+        subject,
+        issuer,
+    })
+}
+
+/// Every certificate is a CA, each is issued by the next (by name; the signatures are checked
+/// by [`crate::mint::check_chain`]), and nothing follows a self-signed root.
+fn check_links(links: &[Link]) -> Result<(), String> {
+    for (i, link) in links.iter().enumerate() {
+        let nth = i + 1;
+        if !link.is_ca {
+            return Err(if i == 0 {
+                "certificate is not a CA (basicConstraints CA:TRUE missing)".into()
+            } else {
+                format!(
+                    "certificate {nth} of the chain is not a CA (basicConstraints CA:TRUE missing)"
+                )
+            });
+        }
+        let Some(next) = links.get(i + 1) else {
+            break;
+        };
+        if link.self_signed {
+            return Err(format!(
+                "certificate {nth} is a self-signed root, yet more certificates follow it; the \
+                 root, if present, must be last"
+            ));
+        }
+        if link.issuer != next.subject {
+            return Err(format!(
+                "certificate {} is not the issuer of certificate {nth}; [ca] cert must hold the \
+                 issuing certificate, then its chain in order",
+                nth + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn pem_of(der: &CertificateDer<'_>) -> String {
@@ -329,15 +450,20 @@ fn read_to_string(path: &Path) -> Result<String, CaError> {
     })
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), CaError> {
-    fs::create_dir_all(dir).map_err(|source| CaError::Io {
+/// Creates `dir` and any missing parent with mode 0700, and makes `dir` itself 0700 whatever
+/// the umask (an existing one included: it holds the CA key).
+pub fn create_private_dir(dir: &Path) -> Result<(), CaError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |source| CaError::Io {
         path: dir.into(),
         source,
-    })?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| CaError::Io {
-        path: dir.into(),
-        source,
-    })
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
@@ -449,5 +575,89 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("does not belong"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A root and an intermediate it signed, as PEM; the intermediate's key (0600) in `dir`.
+    fn enterprise(dir: &Path, rsa: bool) -> (String, String, PathBuf) {
+        fs::create_dir_all(dir).unwrap();
+        let ca_params = |cn: &str| {
+            let mut p = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, cn);
+            p.distinguished_name = dn;
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p
+        };
+        let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let root_params = ca_params("enterprise root");
+        let root = root_params.self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(root_params, root_key);
+        let alg = if rsa {
+            &rcgen::PKCS_RSA_SHA256
+        } else {
+            &rcgen::PKCS_ECDSA_P256_SHA256
+        };
+        let int_key = KeyPair::generate_for(alg).unwrap();
+        let int = ca_params("enterprise issuing CA")
+            .signed_by(&int_key, &root_issuer)
+            .unwrap();
+        let key = dir.join("int.key");
+        write_private(&key, int_key.serialize_pem().as_bytes()).unwrap();
+        (int.pem(), root.pem(), key)
+    }
+
+    #[test]
+    fn a_chain_file_sends_the_intermediate_and_trusts_the_root() {
+        for rsa in [false, true] {
+            let dir = tempfile_dir();
+            let (int, root, key) = enterprise(&dir, rsa);
+            let chain = dir.join("chain.pem");
+            fs::write(&chain, format!("{int}{root}")).unwrap();
+            let ca = Ca::load(&chain, &key).unwrap();
+            assert!(ca.is_chain() && ca.trust_is_root());
+            let root_der = CertificateDer::from_pem_slice(root.as_bytes()).unwrap();
+            let int_der = CertificateDer::from_pem_slice(int.as_bytes()).unwrap();
+            assert_eq!(ca.trust_der(), &root_der);
+            assert_eq!(ca.trust_pem(), pem_of(&root_der));
+            assert_eq!(ca.served_chain(), std::slice::from_ref(&int_der));
+            assert_eq!(ca.cert_der(), &int_der);
+
+            // The intermediate alone: sent, and the top of what sluice knows.
+            let alone = dir.join("int.pem");
+            fs::write(&alone, &int).unwrap();
+            let ca = Ca::load(&alone, &key).unwrap();
+            assert!(!ca.is_chain() && !ca.trust_is_root());
+            assert_eq!(ca.served_chain(), std::slice::from_ref(&int_der));
+
+            // Wrong order, or a root that did not issue the intermediate: refused.
+            let reversed = dir.join("reversed.pem");
+            fs::write(&reversed, format!("{root}{int}")).unwrap();
+            let err = Ca::load(&reversed, &key).err().unwrap().to_string();
+            assert!(err.contains("first certificate"), "{err}");
+            let (_, other_root, _) = enterprise(&dir.join("other"), false);
+            let foreign = dir.join("foreign.pem");
+            fs::write(&foreign, format!("{int}{other_root}")).unwrap();
+            let err = Ca::load(&foreign, &key).err().unwrap().to_string();
+            assert!(
+                err.contains("does not verify") || err.contains("not the issuer"),
+                "{err}"
+            );
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_generated_ca_sends_no_chain() {
+        let dir = tempfile_dir();
+        let ca = Ca::load_or_create(&dir).unwrap();
+        assert!(ca.served_chain().is_empty());
+        assert!(!ca.is_chain() && ca.trust_is_root());
+        assert_eq!(ca.trust_pem(), ca.cert_pem());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("sluice-ca-test-{}", rand::random::<u64>()))
     }
 }

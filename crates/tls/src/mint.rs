@@ -56,6 +56,9 @@ pub enum MintError {
     /// The CA is unusable since the last reload; nothing is minted until it is fixed.
     #[error("the CA is unavailable: {0}")]
     CaUnavailable(String),
+    /// [`server_cert`] was given no name.
+    #[error("no names to put in the certificate")]
+    NoNames,
 }
 
 impl MintError {
@@ -190,42 +193,115 @@ impl Minter {
         cap: Option<OffsetDateTime>,
     ) -> Result<Minted, MintError> {
         let started = Instant::now();
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        match name {
-            LeafName::Dns(dns) => {
-                dn.push(DnType::CommonName, dns.as_str());
-                params.subject_alt_names = vec![SanType::DnsName(dns.as_str().try_into()?)];
-            }
-            LeafName::Ip(ip) => {
-                dn.push(DnType::CommonName, ip.to_string());
-                params.subject_alt_names = vec![SanType::IpAddress(*ip)];
-            }
-        }
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial());
-        params.not_before = now - BACKDATE;
         let lifetime = (now + LEAF_LIFETIME).min(ca.not_after());
         let capped = cap.is_some_and(|cap| cap < lifetime);
-        params.not_after = cap.map_or(lifetime, |cap| cap.min(lifetime));
-        let cert = params.signed_by(&key, ca.issuer())?;
-        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&der)?;
-        let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
+        let not_after = cap.map_or(lifetime, |cap| cap.min(lifetime));
+        let key = sign_leaf(ca, std::slice::from_ref(name), now, not_after)?;
         self.minted.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.mint_nanos.fetch_add(nanos, Ordering::Relaxed);
         Ok(Minted {
-            key: Arc::new(certified),
-            not_after: params.not_after,
+            key,
+            not_after,
             capped,
         })
     }
+}
+
+/// A certificate for a fixed set of names (the admin listener's `admin.tls_names`), signed by
+/// `ca` and sent with its chain, valid for the usual leaf lifetime. It never touches a
+/// [`Minter`]'s cache or counters: those belong to the data path. Returns it and its notAfter.
+pub fn server_cert(
+    ca: &Ca,
+    names: &[LeafName],
+) -> Result<(Arc<CertifiedKey>, OffsetDateTime), MintError> {
+    if names.is_empty() {
+        return Err(MintError::NoNames);
+    }
+    let now = OffsetDateTime::now_utc();
+    let not_after = (now + LEAF_LIFETIME).min(ca.not_after());
+    Ok((sign_leaf(ca, names, now, not_after)?, not_after))
+}
+
+/// Whether a leaf signed by `ca`, sent with [`Ca::served_chain`], verifies up to
+/// [`Ca::trust_der`] as a client that trusts only that certificate would see it (signatures,
+/// CA flags, path length, validity, EKU): a chain file in the wrong order or with a foreign
+/// certificate is refused when loaded instead of failing every client.
+pub(crate) fn check_chain(ca: &Ca) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier as _;
+    let name = LeafName::Dns("chain-check.sluice.invalid".into());
+    let now = OffsetDateTime::now_utc();
+    let not_after = (now + Duration::hours(1)).min(ca.not_after());
+    let leaf =
+        sign_leaf(ca, std::slice::from_ref(&name), now, not_after).map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca.trust_der().clone())
+        .map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+    let server_name = rustls_pki_types::ServerName::try_from("chain-check.sluice.invalid")
+        .map_err(|e| e.to_string())?;
+    let intermediates = leaf.cert.get(1..).unwrap_or_default();
+    verifier
+        .verify_server_cert(
+            &leaf.cert[0],
+            intermediates,
+            &server_name,
+            &[],
+            rustls_pki_types::UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Signs a leaf for `names` (the first is the CN) with a fresh ECDSA P-256 key; the result
+/// carries `ca`'s chain after the leaf.
+fn sign_leaf(
+    ca: &Ca,
+    names: &[LeafName],
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Arc<CertifiedKey>, MintError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for (i, name) in names.iter().enumerate() {
+        let san = match name {
+            LeafName::Dns(dns) => {
+                if i == 0 {
+                    dn.push(DnType::CommonName, dns.as_str());
+                }
+                SanType::DnsName(dns.as_str().try_into()?)
+            }
+            LeafName::Ip(ip) => {
+                if i == 0 {
+                    dn.push(DnType::CommonName, ip.to_string());
+                }
+                SanType::IpAddress(*ip)
+            }
+        };
+        params.subject_alt_names.push(san);
+    }
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial());
+    params.not_before = now - BACKDATE;
+    params.not_after = not_after;
+    let cert = params.signed_by(&key, ca.issuer())?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&der)?;
+    // RFC 8446 §4.4.2: the leaf first, then the certificates that certify it.
+    let mut chain = Vec::with_capacity(1 + ca.served_chain().len());
+    chain.push(cert.der().clone());
+    chain.extend(ca.served_chain().iter().cloned());
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 
 impl Signer {

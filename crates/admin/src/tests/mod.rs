@@ -117,6 +117,8 @@ impl Fixture {
             admin_addr: Some(HOST.parse().unwrap()),
             audit_file: Some(dir.path().join(crate::audit::AUDIT_FILE)),
             data_dir: Some(dir.path().to_path_buf()),
+            tls_hosts: vec!["admin.example".into()],
+            audit_mode: 0o600,
             policy: Some(PolicyUpdates {
                 file: dir.path().join(POLICY_FILE),
                 backend,

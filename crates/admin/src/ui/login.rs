@@ -1,6 +1,7 @@
 //! Logging in to the UI: the admin pastes the token once and gets an `HttpOnly`,
-//! `SameSite=Strict` session cookie (the token itself never sits in the browser), and logs out
-//! by ending the session.
+//! `SameSite=Strict` session cookie (the token itself never sits in the browser), `Secure` too
+//! when the listener is HTTPS (the browser then never sends it over plain HTTP, security matrix
+//! HC-04), and logs out by ending the session.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, State};
@@ -11,7 +12,7 @@ use serde::Deserialize;
 
 use super::{esc, page as layout, with_status, Nav};
 use crate::audit::AuditEvent;
-use crate::auth::{auth_failed, session_cookie, Caller, SESSION_COOKIE, SESSION_TTL};
+use crate::auth::{auth_failed, session_cookie, Caller, Https, SESSION_COOKIE, SESSION_TTL};
 use crate::AdminState;
 
 /// The login form.
@@ -49,6 +50,7 @@ pub fn render(error: Option<&str>, status: StatusCode) -> Response {
 pub async fn submit(
     State(s): State<AdminState>,
     peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    https: Option<Extension<Https>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let ip = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |Extension(c)| {
@@ -75,8 +77,9 @@ pub async fn submit(
     // A login changes nothing in the gateway: a failed audit write is logged, not fatal.
     let _ = s.shared.audit.record(event).await;
     let cookie = format!(
-        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_TTL.as_secs()
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        secure(https.is_some())
     );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
@@ -85,6 +88,7 @@ pub async fn submit(
 pub async fn logout(
     State(s): State<AdminState>,
     Extension(caller): Extension<Caller>,
+    https: Option<Extension<Https>>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(id) = session_cookie(&headers) {
@@ -97,6 +101,19 @@ pub async fn logout(
         ..AuditEvent::default()
     };
     let _ = s.shared.audit.record(event).await;
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let cookie = format!(
+        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        secure(https.is_some())
+    );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+/// The cookie attribute for the HTTPS listener. Plain HTTP (the loopback listener) cannot set
+/// it: browsers drop a `Secure` cookie set over `http://` (RFC 6265bis §5.7).
+fn secure(https: bool) -> &'static str {
+    if https {
+        "; Secure"
+    } else {
+        ""
+    }
 }

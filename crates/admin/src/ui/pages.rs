@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, Response};
 use axum::Extension;
 use serde_json::Value;
+use sha2::Digest as _;
 
 use super::{decision_badge, esc, page as layout, with_status, Nav};
 use crate::auth::Caller;
@@ -140,10 +141,25 @@ fn source_link(src: &str) -> String {
 pub async fn ca(State(s): State<AdminState>, Extension(caller): Extension<Caller>) -> Html<String> {
     let ca = s.rt.minter.ca();
     let not_after = ca.not_after().date().to_string();
+    let chain = if ca.is_chain() {
+        let root = hex::encode(sha2::Sha256::digest(ca.trust_der().as_ref()));
+        let what = if ca.trust_is_root() {
+            "the root at the end of the configured chain (<code>[ca] cert</code>)"
+        } else {
+            "the last certificate of the configured chain (<code>[ca] cert</code> holds no \
+             self-signed root: devices must trust the enterprise root that issued it)"
+        };
+        format!(
+            "<p id=\"ca-chain\">The downloads are {what}, SHA-256 <code>{root}</code>. Leaves \
+             are signed by the intermediate below and sent with the chain.</p>"
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
         "<h1>CA certificate</h1>\
          <p>Clients must trust this certificate authority to accept the certificates sluice \
-         mints for decrypted sites. Each install has its own CA.</p>\
+         mints for decrypted sites. Each install has its own CA.</p>{chain}\
          <p><a href=\"/ca.pem\" id=\"ca-pem\">sluice-ca.pem</a> (PEM) · \
          <a href=\"/ca.der\" id=\"ca-der\">sluice-ca.cer</a> (DER, for Windows)</p>\
          <table><tr><th>SHA-256 fingerprint</th><td><code>{}</code></td></tr>\

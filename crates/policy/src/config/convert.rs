@@ -10,9 +10,12 @@ use super::{
     ProxyConfig, RuleLists, Timeouts, UpstreamConfig,
 };
 use crate::domain::Pattern;
+use crate::name::{DomainName, Host};
 
 const DEFAULT_PROXY: &str = "127.0.0.1:3128";
 const DEFAULT_ADMIN: &str = "127.0.0.1:9128";
+/// Most names in `admin.tls_names`.
+const MAX_TLS_NAMES: usize = 64;
 
 impl Cx<'_> {
     pub(super) fn config(&mut self, raw: RawConfig) -> Config {
@@ -44,6 +47,7 @@ impl Cx<'_> {
                 &[("open", LogFail::Open), ("closed", LogFail::Closed)],
                 LogFail::Open,
             ),
+            log_mode: self.log_mode(&raw.log.mode),
             upstream: self.upstream(&raw),
             htpasswd: opt_path(self, &raw.auth.htpasswd),
             auth_realm: raw
@@ -181,6 +185,80 @@ impl Cx<'_> {
                 .flatten()
                 .map(|v| v.get_ref().clone())
                 .collect(),
+            tls_names: self.tls_names(&raw.admin.tls_names),
+        }
+    }
+
+    /// `admin.tls_names`: IP literals and DNS names (no wildcards: the admin certificate
+    /// names the hosts it serves), at least one, at most [`MAX_TLS_NAMES`].
+    fn tls_names(&mut self, raw: &Option<Vec<S<String>>>) -> Option<Vec<Host>> {
+        let list = raw.as_ref()?;
+        if list.is_empty() || list.len() > MAX_TLS_NAMES {
+            self.issues.push(super::ConfigIssue {
+                key: "admin.tls_names".into(),
+                line: None,
+                message: format!(
+                    "needs 1 to {MAX_TLS_NAMES} names (leave it out for the defaults)"
+                ),
+            });
+        }
+        let mut names = Vec::new();
+        for (i, v) in list.iter().enumerate() {
+            let text = v.get_ref().trim();
+            let parsed = match text.parse::<IpAddr>() {
+                Ok(ip) if ip.is_unspecified() => Err("an unspecified address names no host".into()),
+                Ok(ip) => Ok(Host::Ip(ip)),
+                Err(_) => DomainName::parse(text)
+                    .map(Host::Domain)
+                    .map_err(|e| e.to_string()),
+            };
+            match parsed {
+                Ok(h) if !names.contains(&h) => names.push(h),
+                Ok(_) => {}
+                Err(why) => self.error(
+                    format!("admin.tls_names[{i}]"),
+                    v,
+                    format!("`{text}` is not an IP address or a host name: {why}"),
+                ),
+            }
+        }
+        Some(names)
+    }
+
+    /// `log.mode`: an octal string, `"0600"` (default) or `"0640"`. The owner must read and
+    /// write (sluice repairs a torn tail and reopens after logrotate); a group may read; write
+    /// for the group, anything for others, execute and special bits are refused: these files
+    /// hold decrypted URLs and who did what.
+    fn log_mode(&mut self, raw: &Option<S<String>>) -> u32 {
+        const DEFAULT: u32 = 0o600;
+        let Some(v) = raw else { return DEFAULT };
+        let text = v.get_ref().trim();
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        let parsed = (!digits.is_empty() && digits.len() <= 4)
+            .then(|| u32::from_str_radix(digits, 8).ok())
+            .flatten();
+        match parsed {
+            Some(mode) if mode & !0o640 == 0 && mode & 0o600 == 0o600 => mode,
+            Some(mode) => {
+                self.error(
+                    "log.mode",
+                    v,
+                    format!(
+                        "`{text}` ({mode:04o}) is not allowed: use \"0600\" (default) or \"0640\" \
+                         (group may read); the logs hold decrypted URLs, so other users get no \
+                         access and nobody but sluice writes"
+                    ),
+                );
+                DEFAULT
+            }
+            None => {
+                self.error(
+                    "log.mode",
+                    v,
+                    format!("`{text}` is not an octal file mode such as \"0600\" or \"0640\""),
+                );
+                DEFAULT
+            }
         }
     }
 

@@ -58,6 +58,7 @@ pub(crate) struct RawAdmin {
     pub(crate) listen: Option<S<String>>,
     pub(crate) token_file: Option<S<String>>,
     pub(crate) pac_direct: Option<Vec<S<String>>>,
+    pub(crate) tls_names: Option<Vec<S<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +66,7 @@ pub(crate) struct RawAdmin {
 pub(crate) struct RawLog {
     pub(crate) access: Option<S<String>>,
     pub(crate) fail: Option<S<String>>,
+    pub(crate) mode: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::name::DomainName;
 
 fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     Config::from_toml(text, "test.toml", Path::new("/etc/sluice"))
@@ -354,4 +355,46 @@ fn bad_dns_settings_name_key_and_line() {
     let err = parse("[upstream]\ndns_servers = \"127.0.0.1\"\n").unwrap_err();
     assert!(err[0].key.contains("dns_servers"), "{:?}", err[0]);
     assert_eq!(err[0].line, Some(2), "{:?}", err[0]);
+}
+
+#[test]
+fn log_mode_is_0600_or_0640_and_errors_name_the_key() {
+    assert_eq!(parse("").unwrap().log_mode, 0o600);
+    for (text, mode) in [
+        ("0600", 0o600),
+        ("0640", 0o640),
+        ("640", 0o640),
+        ("0o640", 0o640),
+    ] {
+        let c = parse(&format!("[log]\nmode = \"{text}\"\n")).unwrap();
+        assert_eq!(c.log_mode, mode, "{text}");
+    }
+    for bad in [
+        "0644", "0660", "0666", "0700", "0400", "4600", "01600", "", "rw", "0x1a0",
+    ] {
+        let err = parse(&format!("[log]\nmode = \"{bad}\"\n")).unwrap_err();
+        assert_eq!(err[0].key, "log.mode", "{bad}");
+        assert_eq!(err[0].line, Some(2), "{bad}");
+    }
+}
+
+#[test]
+fn admin_tls_names_are_ips_and_host_names() {
+    assert!(parse("").unwrap().admin.tls_names.is_none());
+    let c = parse(
+        "[admin]\ntls_names = [\"Admin.Example.\", \"192.0.2.1\", \"::1\", \"admin.example\"]\n",
+    )
+    .unwrap();
+    let names = c.admin.tls_names.unwrap();
+    assert_eq!(names.len(), 3, "normalised and deduplicated: {names:?}");
+    assert_eq!(
+        names[0].as_domain().map(DomainName::as_str),
+        Some("admin.example")
+    );
+    for bad in ["*.example.com", "0.0.0.0", "a b", "exa_mple..com"] {
+        let err = parse(&format!("[admin]\ntls_names = [\"{bad}\"]\n")).unwrap_err();
+        assert_eq!(err[0].key, "admin.tls_names[0]", "{bad}");
+    }
+    let err = parse("[admin]\ntls_names = []\n").unwrap_err();
+    assert_eq!(err[0].key, "admin.tls_names");
 }

@@ -32,6 +32,8 @@ pub(super) enum Sink {
 /// An append-only log file and the offset where its last complete line ends.
 pub(super) struct FileSink {
     path: PathBuf,
+    /// Permission bits of the file (`log.mode`).
+    mode: u32,
     file: File,
     /// End of the last complete line: where the file is cut back to after a failed write.
     good: u64,
@@ -54,11 +56,11 @@ pub(super) struct Tail {
 impl Sink {
     /// Opens stdout (`None`) or the file, repairing its tail. Returns the sink and the first
     /// sequence number to use.
-    pub(super) fn open(path: Option<&Path>) -> std::io::Result<(Self, u64)> {
+    pub(super) fn open(path: Option<&Path>, mode: u32) -> std::io::Result<(Self, u64)> {
         match path {
             None => Ok((Self::Stdout(std::io::stdout()), 1)),
             Some(p) => {
-                let (sink, last_seq) = FileSink::open(p)?;
+                let (sink, last_seq) = FileSink::open(p, mode)?;
                 Ok((
                     Self::File(sink),
                     last_seq.map_or(1, |s| s.saturating_add(1)),
@@ -83,7 +85,7 @@ impl Sink {
     pub(super) fn reopen(&mut self) -> std::io::Result<()> {
         if let Self::File(f) = self {
             f.repair();
-            let (fresh, _) = FileSink::open(&f.path)?;
+            let (fresh, _) = FileSink::open(&f.path, f.mode)?;
             *f = fresh;
         }
         Ok(())
@@ -93,12 +95,16 @@ impl Sink {
 // === impl FileSink ===
 
 impl FileSink {
-    fn open(path: &Path) -> std::io::Result<(Self, Option<u64>)> {
+    fn open(path: &Path, mode: u32) -> std::io::Result<(Self, Option<u64>)> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
+            .mode(mode)
             .open(path)?;
+        // open(2) applies the umask to a new file's mode and leaves an existing one alone.
+        super::restrict_mode(&file, path, mode);
         let len = file.metadata()?.len();
         let start = len.saturating_sub(TAIL_WINDOW);
         let mut window = Vec::new();
@@ -117,6 +123,7 @@ impl FileSink {
         }
         let sink = Self {
             path: path.to_path_buf(),
+            mode,
             file,
             good,
             damaged: false,

@@ -149,7 +149,7 @@ fn seq_continues_across_a_reopen() {
 
 #[test]
 fn stdout_numbers_from_one() {
-    let (_, seq) = Sink::open(None).unwrap();
+    let (_, seq) = Sink::open(None, DEFAULT_MODE).unwrap();
     assert_eq!(seq, 1);
 }
 

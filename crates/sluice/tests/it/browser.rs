@@ -25,7 +25,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// chromedriver on a loopback port, with a private HOME (so Chromium's NSS database,
 /// `$HOME/.pki/nssdb`, is ours) and user-data dir. Dropping it ends the browser processes it
 /// started (found by our unique user-data dir) and chromedriver itself.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     port: u16,
     home: tempfile::TempDir,
@@ -33,7 +33,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(tool).exists(),
@@ -79,7 +79,7 @@ impl Browser {
     }
 
     /// Trusts a PEM CA certificate in Chromium's NSS database (`certutil`, libnss3-tools).
-    fn trust(&self, nickname: &str, pem: &Path) {
+    pub(crate) fn trust(&self, nickname: &str, pem: &Path) {
         let db = format!("sql:{}", self.home.path().join(".pki/nssdb").display());
         if !self.home.path().join(".pki/nssdb/cert9.db").exists() {
             run(Command::new("certutil").args(["-d", &db, "-N", "--empty-password"]));
@@ -91,6 +91,11 @@ impl Browser {
 
     /// A WebDriver session; `proxy` is `http://127.0.0.1:PORT` or `None` for direct.
     fn session(&self, proxy: Option<&str>) -> Client {
+        self.session_with(proxy, &[])
+    }
+
+    /// [`Self::session`] with more Chromium flags (e.g. `--host-resolver-rules=...`).
+    pub(crate) fn session_with(&self, proxy: Option<&str>, extra: &[String]) -> Client {
         let user_data = self.home.path().join("profile");
         let mut args = vec![
             "--headless".to_string(),
@@ -105,6 +110,7 @@ impl Browser {
             "--window-size=1280,1000".into(),
             format!("--user-data-dir={}", user_data.display()),
         ];
+        args.extend(extra.iter().cloned());
         match proxy {
             Some(p) => args.push(format!("--proxy-server={p}")),
             None => args.push("--no-proxy-server".into()),
@@ -136,29 +142,29 @@ impl Browser {
         })
     }
 
-    fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
 
     /// Saves a screenshot as `target/test-artifacts/<name>.png`.
-    fn screenshot(&self, c: &Client, name: &str) {
+    pub(crate) fn screenshot(&self, c: &Client, name: &str) {
         let png = self.block(c.screenshot()).unwrap();
         let dir = artifacts();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    fn text(&self, c: &Client, css: &str) -> String {
+    pub(crate) fn text(&self, c: &Client, css: &str) -> String {
         self.block(async { c.find(Locator::Css(css)).await?.text().await })
             .unwrap_or_else(|e| panic!("{css}: {e}"))
     }
 
-    fn goto(&self, c: &Client, url: &str) {
+    pub(crate) fn goto(&self, c: &Client, url: &str) {
         self.block(c.goto(url))
             .unwrap_or_else(|e| panic!("{url}: {e}"));
     }
 
-    fn close(&self, c: Client) {
+    pub(crate) fn close(&self, c: Client) {
         let _ = self.block(c.close());
     }
 }

@@ -22,7 +22,12 @@ fn runs_with_embedded_defaults_and_no_config() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let ready = lines.next().expect("a ready line").unwrap();
+    // Warnings may come first (the temp dir is 0755: tightened to 0700, and logged).
+    let ready = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("sluice ready"))
+        .expect("a ready line");
     let hint = lines.next().expect("a hint line").unwrap();
     let _ = child.kill();
     let _ = child.wait();
@@ -41,6 +46,10 @@ fn runs_with_embedded_defaults_and_no_config() {
     );
     assert!(ca.exists());
     use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     let key = dir.path().join("ca/sluice-ca.key");
     assert_eq!(
         std::fs::metadata(key).unwrap().permissions().mode() & 0o777,

@@ -4,11 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod admin_tls;
 mod browser;
+mod ca_chain;
 mod cli;
 mod data_path;
 mod dns;
 mod evasion;
+mod files;
 mod h2proxy;
 mod hostile;
 mod hostile_client;
